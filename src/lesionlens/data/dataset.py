@@ -1,0 +1,54 @@
+"""Torch datasets over the decoded-image cache, class weights and the balanced sampler."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+
+class CachedImages(Dataset):
+    """Rows of a decoded uint8 N x H x W x 3 array, transformed on the fly; no file is opened."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, targets: np.ndarray | None,
+                 transform: Callable[[torch.Tensor], torch.Tensor]):
+        self.array = array
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(np.array(self.array[self.rows[i]])).permute(2, 0, 1)
+        target = -1 if self.targets is None else int(self.targets[i])
+        return self.transform(image), target
+
+
+def class_weights(targets: np.ndarray, num_classes: int, mode: str) -> torch.Tensor | None:
+    """Loss weights: ``balanced`` is inverse frequency, ``sqrt`` its square root (milder).
+
+    Scaled so that the weighted mean over the training images is 1: the loss keeps its size.
+    """
+    if mode == "none":
+        return None
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, len(targets) / (num_classes * np.maximum(counts, 1)), 0.0)
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    elif mode != "balanced":
+        raise ValueError(f"unknown class weighting {mode!r}; choose none, balanced or sqrt")
+    w /= (w * counts).sum() / len(targets)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def balanced_sampler(targets: np.ndarray, seed: int) -> WeightedRandomSampler:
+    """Draws every class equally often (with replacement); an epoch stays ``len(targets)`` draws."""
+    counts = np.bincount(targets)
+    weights = 1.0 / counts[targets]
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(targets),
+                                 replacement=True, generator=generator)

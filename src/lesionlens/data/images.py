@@ -1,0 +1,131 @@
+"""Decode an image file into the RGB square the network sees.
+
+Torch-free on purpose: training (through the cache), ``predict`` and the server all call
+:func:`preprocess_image`, so a bundle's preprocessing is applied identically everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a file becomes the network's input; travels with the weights and with every bundle.
+
+    ``resize="squash"`` scales the whole image to a square (nothing of the lesion is cut off; the
+    HAM10000 images in ../shared were made this way); ``"crop"`` keeps the aspect ratio and cuts
+    the centre square.
+    """
+
+    image_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: Literal["bilinear", "bicubic", "lanczos", "nearest"] = "bicubic"
+    resize: Literal["squash", "crop"] = "squash"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(
+            image_size=int(d["image_size"]),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+            interpolation=d.get("interpolation", "bicubic"),
+            resize=d.get("resize", "squash"),
+        )
+
+    def resized(self, image_size: int) -> "Preprocessing":
+        return Preprocessing(image_size, self.mean, self.std, self.interpolation, self.resize)
+
+
+class ImageDecodeError(ValueError):
+    """The file is not an image this tool can read; the message says why."""
+
+
+def load_rgb(source: str | Path | bytes, draft_size: int | None = None,
+             max_pixels: int | None = 100_000_000) -> Image.Image:
+    """Open ``source`` fully (truncated files fail here, not later) as an upright 8-bit RGB image.
+
+    EXIF orientation is applied; grayscale, palette, CMYK, alpha and 16-bit images are converted.
+    ``draft_size`` lets the JPEG decoder scale down by 2/4/8 while decoding, never below that size.
+    """
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with Image.open(fp) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageDecodeError(
+                    f"{name}: {img.width}x{img.height} pixels is more than the limit of {max_pixels}"
+                )
+            if draft_size is not None and img.format == "JPEG":
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageDecodeError(f"{name}: cannot decode image: {e}") from e
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        if img.mode == "F":
+            top = max(float(a.max()), 1e-12)
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def resize_square(img: Image.Image, pre: Preprocessing) -> np.ndarray:
+    """Resize an RGB image to ``pre.image_size`` squared; returns HxWx3 uint8."""
+    size = pre.image_size
+    resample = _RESAMPLE[pre.interpolation]
+    if pre.resize == "crop":
+        scale = size / min(img.width, img.height)
+        w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
+        img = img.resize((w, h), resample)
+        left, top = (w - size) // 2, (h - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    elif img.size != (size, size):
+        img = img.resize((size, size), resample)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def preprocess_image(source: str | Path | bytes, pre: Preprocessing,
+                     max_pixels: int | None = 100_000_000) -> np.ndarray:
+    """File -> HxWx3 uint8 at the bundle's size: the cached form of an image."""
+    return resize_square(load_rgb(source, draft_size=pre.image_size, max_pixels=max_pixels), pre)
+
+
+def normalize(batch: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """NxHxWx3 uint8 -> Nx3xHxW float32, scaled to [0, 1] then standardised with the weights' mean/std."""
+    x = batch.astype(np.float32) / 255.0
+    x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

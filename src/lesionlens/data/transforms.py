@@ -1,0 +1,31 @@
+"""Training augmentation (torchvision.transforms.v2) on cached uint8 images.
+
+Images stay uint8 CxHxW, already at the model's input size, through augmentation; the rescale to
+[0, 1] and the weights' mean/std standardisation happen batched, on the training device
+(:func:`lesionlens.inference.to_input`), the same way for training, evaluation and prediction.
+"""
+
+from __future__ import annotations
+
+from torchvision.transforms import v2
+
+from lesionlens.config import AugmentConfig
+
+
+def train_transform(aug: AugmentConfig) -> v2.Transform:
+    """Flips, rotation + translation + zoom (one affine warp), then colour jitter."""
+    steps: list[v2.Transform] = []
+    if aug.hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(aug.hflip))
+    if aug.vflip > 0:
+        steps.append(v2.RandomVerticalFlip(aug.vflip))
+    if aug.rotation > 0 or aug.translate > 0 or tuple(aug.zoom) != (1.0, 1.0):
+        steps.append(v2.RandomAffine(
+            degrees=aug.rotation,
+            translate=(aug.translate, aug.translate) if aug.translate > 0 else None,
+            scale=tuple(aug.zoom),
+            interpolation=v2.InterpolationMode.BILINEAR,
+        ))
+    if max(aug.brightness, aug.contrast, aug.saturation, aug.hue) > 0:
+        steps.append(v2.ColorJitter(aug.brightness, aug.contrast, aug.saturation, aug.hue))
+    return v2.Compose(steps) if steps else v2.Identity()
