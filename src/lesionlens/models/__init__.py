@@ -1,0 +1,1 @@
+"""The model registry (``create_model``), model families and pretrained-weight sources."""

@@ -1,0 +1,57 @@
+"""A simple CNN for from-scratch baselines: conv-BN-ReLU-pool blocks, global pooling, dense head.
+
+It exposes the same seam as timm models (``forward_features`` / ``forward_head`` /
+``reset_classifier`` / ``get_classifier``), so freezing, embeddings and activation maps treat it
+like any backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SimpleCNN(nn.Module):
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 256),
+                 drop_rate: float = 0.0, in_chans: int = 3):
+        super().__init__()
+        blocks, prev = [], in_chans
+        for w in widths:
+            blocks.append(nn.Sequential(
+                nn.Conv2d(prev, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(w, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ))
+            prev = w
+        self.features = nn.Sequential(*blocks)
+        self.num_features = prev
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.drop_rate = drop_rate
+        self.classifier = nn.Linear(prev, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes = num_classes
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x).flatten(1)
+        x = nn.functional.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's parameter groups: the first block is the stem, each later block a stage."""
+        return {"stem": r"^features\.0\.", "blocks": [(r"^features\.(\d+)", None), (r"^classifier", (99999,))]}
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
