@@ -1,0 +1,1 @@
+"""Metrics, the Evaluation result object, plots."""

@@ -1,0 +1,147 @@
+"""The result of evaluating a model on labelled images: an object to query, plot and save.
+
+Holds the truth and the predicted probabilities; every figure is computed from them on demand, so
+nothing printed can disagree with what is saved.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lesionlens.data.labels import VIEW_CLASSES, binary_membership
+from lesionlens.evaluation import metrics as M
+
+
+@dataclass
+class BinaryView:
+    """A two-sided question asked of a multiclass model, such as malignant vs benign."""
+
+    name: str
+    positive_classes: list[str]
+    y_true: np.ndarray  # bool
+    score: np.ndarray  # summed probability of the positive classes
+    y_pred: np.ndarray  # bool: the predicted class is a positive one
+
+    @property
+    def stats(self) -> M.BinaryStats:
+        return M.binary_stats(self.y_true, self.y_pred)
+
+    @property
+    def auc(self) -> float:
+        return M.binary_auc(self.y_true, self.score)
+
+    def to_dict(self) -> dict:
+        return {
+            "positive_classes": self.positive_classes,
+            "positives": int(self.y_true.sum()),
+            "negatives": int((~self.y_true).sum()),
+            **self.stats.to_dict(),
+            "auc": self.auc,
+            "auc_grade": M.auc_grade(self.auc),
+        }
+
+
+@dataclass
+class Evaluation:
+    classes: list[str]  # the model's classes; columns of ``probs``
+    y_true: np.ndarray  # index into ``classes``
+    probs: np.ndarray  # N x C
+    image_ids: list[str] = field(default_factory=list)
+    description: str = ""  # what was evaluated (data path, partition)
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    def confusion_matrix(self, normalise: bool = False) -> np.ndarray:
+        cm = M.confusion_matrix(self.y_true, self.y_pred, len(self.classes))
+        return M.row_normalised(cm) if normalise else cm
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.y_true == self.y_pred).mean()) if len(self.y_true) else float("nan")
+
+    @property
+    def balanced_accuracy(self) -> float:
+        return M.balanced_accuracy(self.confusion_matrix())
+
+    @property
+    def class_auc(self) -> np.ndarray:
+        return M.per_class_auc(self.y_true, self.probs)
+
+    @property
+    def macro_auc(self) -> float:
+        return M.macro_auc(self.y_true, self.probs)
+
+    def per_class(self) -> dict[str, dict]:
+        support = np.bincount(self.y_true, minlength=len(self.classes))
+        stats = M.one_vs_rest(self.confusion_matrix())
+        out = {}
+        for k, name in enumerate(self.classes):
+            auc = float(self.class_auc[k])
+            out[name] = {"support": int(support[k]), **stats[k].to_dict(), "auc": auc, "auc_grade": M.auc_grade(auc)}
+        return out
+
+    def binary(self, view: str) -> BinaryView | None:
+        """The ``malignant`` or ``melanoma`` view, when the classes are diagnoses that define it."""
+        mask = binary_membership(self.classes, view)
+        if mask is None:
+            return None
+        positive = np.flatnonzero(mask)
+        return BinaryView(
+            view, [self.classes[k] for k in positive], np.isin(self.y_true, positive),
+            self.probs[:, positive].sum(axis=1), np.isin(self.y_pred, positive),
+        )
+
+    def binary_views(self) -> dict[str, BinaryView]:
+        views = {v: self.binary(v) for v in VIEW_CLASSES}
+        return {k: v for k, v in views.items() if v is not None and v.y_true.any() and (~v.y_true).any()}
+
+    def summary(self) -> dict:
+        cm = self.confusion_matrix()
+        return _clean({
+            "description": self.description,
+            "n_images": int(len(self.y_true)),
+            "classes": self.classes,
+            "classes_present": [c for c, n in zip(self.classes, cm.sum(axis=1)) if n > 0],
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_auc": self.macro_auc,
+            "macro_auc_grade": M.auc_grade(self.macro_auc),
+            "per_class": self.per_class(),
+            "binary": {name: view.to_dict() for name, view in self.binary_views().items()},
+            "confusion_matrix": {"rows": "true class", "columns": "predicted class",
+                                 "counts": cm.tolist(), "row_normalised": self.confusion_matrix(True).tolist()},
+        })
+
+    def save(self, folder: Path) -> Path:
+        """``metrics.json`` and ``predictions.csv`` (one row per image) in ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "metrics.json"
+        path.write_text(json.dumps(self.summary(), indent=2))
+        ids = self.image_ids or [str(i) for i in range(len(self.y_true))]
+        with (folder / "predictions.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image_id", "true", "predicted", *(f"p_{c}" for c in self.classes)])
+            for i, (t, p, row) in enumerate(zip(self.y_true, self.y_pred, self.probs)):
+                w.writerow([ids[i], self.classes[t], self.classes[p], *(f"{v:.6f}" for v in row)])
+        return path
+
+
+def _clean(obj):
+    """NaN -> None so the JSON is standard (json.dumps would write NaN)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, (np.floating,)):
+        return _clean(float(obj))
+    return obj

@@ -1,0 +1,81 @@
+"""Load a bundle's model and turn decoded images into class probabilities (PyTorch)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from lesionlens.bundle import Card, read_card
+from lesionlens.data.images import ImageDecodeError, Preprocessing, preprocess_image
+from lesionlens.models.registry import create_model
+
+
+def load_model(card: Card) -> nn.Module:
+    """The bundle's network in eval mode, weights checked against the card's sha256 by read_card."""
+    model_info = card.data["model"]
+    model = create_model(card.architecture, len(card.classes), pretrained=False,
+                         drop_rate=model_info.get("drop_rate", 0.0), frozen_stages=model_info.get("frozen_stages", 0))
+    model.load_state_dict(load_file(card.weights_path), strict=True)
+    return model.eval()
+
+
+def to_input(batch: torch.Tensor, pre: Preprocessing, channels_last: bool = True) -> torch.Tensor:
+    """N x 3 x H x W uint8 -> the float input the weights expect (rescale to [0, 1], mean/std)."""
+    mean = torch.tensor(pre.mean, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, device=batch.device).view(1, 3, 1, 1)
+    x = (batch.float() / 255.0 - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, images: np.ndarray, pre: Preprocessing, rows: np.ndarray | None = None,
+                  batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Softmax probabilities for ``images[rows]`` (N x H x W x 3 uint8, e.g. the decoded cache)."""
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    device = next(model.parameters()).device
+    model = model.to(memory_format=torch.channels_last).eval()
+    out = []
+    for start in tqdm(range(0, len(rows), batch_size), disable=None if progress else True, desc="predicting", leave=False):
+        idx = rows[start:start + batch_size]
+        batch = torch.from_numpy(np.ascontiguousarray(images[idx]))
+        x = to_input(batch.permute(0, 3, 1, 2).to(device), pre)
+        out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.get_classifier().out_features), np.float32)
+
+
+class Predictor:
+    """A bundle ready to predict: ``Predictor(path).predict_files([...])``."""
+
+    def __init__(self, bundle: str | Path):
+        self.card = read_card(bundle)
+        self.model = load_model(self.card)
+        self.preprocessing = self.card.preprocessing
+        self.classes = self.card.classes
+
+    def predict_array(self, images: np.ndarray, rows: np.ndarray | None = None,
+                      progress: bool = False) -> np.ndarray:
+        return predict_probs(self.model, images, self.preprocessing, rows, progress=progress)
+
+    def predict_files(self, paths: list[Path], workers: int = 2) -> tuple[np.ndarray, dict[int, str]]:
+        """Probabilities for the files that could be decoded, and why the others could not."""
+        decoded: list[np.ndarray | None] = [None] * len(paths)
+        failures: dict[int, str] = {}
+
+        def decode(i: int) -> None:
+            try:
+                decoded[i] = preprocess_image(paths[i], self.preprocessing)
+            except (ImageDecodeError, OSError) as e:
+                failures[i] = str(e)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(decode, range(len(paths))))
+        ok = [d for d in decoded if d is not None]
+        size = self.preprocessing.image_size
+        array = np.stack(ok) if ok else np.zeros((0, size, size, 3), np.uint8)
+        return self.predict_array(array), failures
