@@ -1,0 +1,98 @@
+"""Learning curves from the per-epoch CSV log: loss, scores and learning rate against epochs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def log_files(log_dir: Path) -> list[Path]:
+    """The run's CSV logs in order: ``metrics.<k>.csv`` kept from before each resume, then ``metrics.csv``."""
+    kept = sorted(log_dir.glob("metrics.*.csv"), key=lambda p: int(p.suffixes[0][1:]))
+    current = log_dir / "metrics.csv"
+    return kept + ([current] if current.is_file() else [])
+
+
+def keep_log_for_resume(log_dir: Path, last_epoch: int) -> None:
+    """Lightning's CSV logger deletes ``metrics.csv`` when it starts; before a resume, move it aside
+    as ``metrics.<k>.csv``, keeping the epochs up to the checkpoint (``last_epoch``, 0-based)."""
+    current = log_dir / "metrics.csv"
+    if not current.is_file():
+        return
+    rows = pd.read_csv(current)
+    k = len(list(log_dir.glob("metrics.*.csv")))
+    rows[rows["epoch"] <= last_epoch].to_csv(log_dir / f"metrics.{k}.csv", index=False)
+    current.unlink()
+
+
+def epoch_table(log_dir: Path) -> pd.DataFrame:
+    """One row per epoch from Lightning's CSV logs (which also hold per-step rows)."""
+    files = log_files(log_dir)
+    if not files:
+        return pd.DataFrame()
+    raw = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    cols = [c for c in raw.columns if c not in ("step", "train_loss_step")]
+    per_epoch = raw[cols].groupby("epoch").agg(lambda s: s.dropna().iloc[-1] if s.notna().any() else float("nan"))
+    per_epoch = per_epoch.rename(columns={"train_loss_epoch": "train_loss"})
+    per_epoch.index = per_epoch.index.astype(int) + 1  # epochs counted from 1 for people
+    return per_epoch
+
+
+def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, title: str = "") -> Path | None:
+    df = epoch_table(log_dir)
+    if df.empty:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    ax = axes[0]
+    for col, style in (("train_loss", "-o"), ("val_loss", "-s")):
+        if col in df:
+            ax.plot(df.index, df[col], style, label=col.replace("_", " "), ms=4)
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss (a widening gap = over-fitting)")
+    ax.legend()
+    ax = axes[1]
+    for col in ("train_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_auc"):
+        if col in df:
+            ax.plot(df.index, df[col], "-o", label=col.replace("_", " "), ms=4)
+    if monitor in df and df[monitor].notna().any():
+        best = df[monitor].idxmin() if monitor == "val_loss" else df[monitor].idxmax()
+        ax.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch ({best})")
+    ax.set(xlabel="epoch", ylabel="score", ylim=(0, 1.02), title="scores")
+    ax.legend(fontsize=8, loc="lower right")
+    ax = axes[2]
+    if "lr" in df:
+        ax.plot(df.index, df["lr"], "-o", ms=4)
+    ax.set(xlabel="epoch", ylabel="learning rate (end of epoch)", title="learning rate", yscale="log")
+    for a in axes:
+        a.grid(alpha=0.3)
+        a.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+class LearningCurves(L.Callback):
+    """Redraws the curves at the start of every epoch, so a long run can be watched as it goes."""
+
+    def __init__(self, log_dir: Path, path: Path, monitor: str):
+        self.log_dir, self.path, self.monitor = log_dir, path, monitor
+
+    def _draw(self, trainer: L.Trainer) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+        plot_learning_curves(self.log_dir, self.path, self.monitor)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch > 0:
+            self._draw(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw(trainer)

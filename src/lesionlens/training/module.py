@@ -1,0 +1,99 @@
+"""The LightningModule: loss, regularisation, optimizer and the per-epoch validation metrics."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from lesionlens.config import TrainConfig
+from lesionlens.data.images import Preprocessing
+from lesionlens.evaluation import metrics as M
+from lesionlens.inference import to_input
+from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penalty
+
+MONITOR_MODE = {"val_balanced_accuracy": "max", "val_macro_auc": "max", "val_accuracy": "max", "val_loss": "min"}
+
+
+class Classifier(L.LightningModule):
+    """Wraps any registered model. Batches arrive as uint8 images; normalisation happens here, on
+    the training device, with the bundle's mean/std."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, pre: Preprocessing,
+                 class_weights: torch.Tensor | None, steps_per_epoch: int):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.pre = pre
+        self.steps_per_epoch = steps_per_epoch
+        self.channels_last = cfg.channels_last
+        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+        self._val_probs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+        self.images_seen = 0
+        self.loss_sum = 0.0
+        self.epoch_started = self.last_batch_ended = 0.0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(to_input(images, self.pre, self.channels_last))
+
+    def on_train_epoch_start(self) -> None:
+        self.images_seen, self.loss_sum, self.epoch_started = 0, 0.0, time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.last_batch_ended = time.perf_counter()
+
+    @property
+    def train_loss_mean(self) -> float:
+        """This epoch's mean training loss so far."""
+        return self.loss_sum / max(self.images_seen, 1)
+
+    @property
+    def train_images_per_s(self) -> float:
+        """This epoch's training throughput, data loading included, validation excluded."""
+        return self.images_seen / max(self.last_batch_ended - self.epoch_started, 1e-9)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, targets)  # the data term; the L1 penalty is not logged as loss
+        n = len(targets)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train_accuracy", (logits.argmax(1) == targets).float().mean(), on_epoch=True, batch_size=n)
+        self.images_seen += n
+        self.loss_sum += float(loss.detach()) * n
+        if self.cfg.l1 > 0:
+            loss = loss + self.cfg.l1 * l1_penalty(self.optimizers().optimizer)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train_images_per_s", self.train_images_per_s)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, targets = batch
+        logits = self(images)
+        self.log("val_loss", self.loss_fn(logits, targets), on_epoch=True, batch_size=len(targets))
+        self._val_probs.append(torch.softmax(logits.float(), 1).cpu())
+        self._val_targets.append(targets.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_probs:
+            return
+        probs = torch.cat(self._val_probs).numpy()
+        targets = torch.cat(self._val_targets).numpy()
+        self._val_probs.clear()
+        self._val_targets.clear()
+        cm = M.confusion_matrix(targets, probs.argmax(1), probs.shape[1])
+        self.log("val_accuracy", float(np.trace(cm) / max(cm.sum(), 1)), prog_bar=False)
+        self.log("val_balanced_accuracy", M.balanced_accuracy(cm), prog_bar=True)
+        auc = M.macro_auc(targets, probs)
+        self.log("val_macro_auc", auc if np.isfinite(auc) else 0.5, prog_bar=True)
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.model, self.cfg)
+        scheduler = build_scheduler(optimizer, self.cfg, self.steps_per_epoch, MONITOR_MODE[self.cfg.monitor])
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,100 @@
+"""Optimizers and learning-rate schedules of the course material, built from a TrainConfig.
+
+Every schedule but ``plateau`` is a per-step multiplier of the base rate, with an optional linear
+warm-up, so a run can be resumed at any step and the curve drawn ahead of time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from lesionlens.config import TrainConfig
+
+OptimizerFactory = Callable[[list[dict], TrainConfig], Optimizer]
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {
+    "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr),
+    "momentum": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum),
+    "nesterov": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, nesterov=True),
+    "adagrad": lambda p, c: torch.optim.Adagrad(p, lr=c.lr),
+    "rmsprop": lambda p, c: torch.optim.RMSprop(p, lr=c.lr, alpha=0.9, momentum=0.0),
+    "adadelta": lambda p, c: torch.optim.Adadelta(p, lr=c.lr, rho=0.95),  # lr scales the step; 1.0 is the paper's
+    "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr),
+    "nadam": lambda p, c: torch.optim.NAdam(p, lr=c.lr),
+    "amsgrad": lambda p, c: torch.optim.Adam(p, lr=c.lr, amsgrad=True),
+    "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr),
+}
+
+# What ``gamma`` means per schedule, and its default when the configuration leaves it unset.
+DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.8, "inverse_time": 0.5, "plateau": 0.1}
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on convolution and linear weights only: decaying biases and normalisation
+    scales pulls them towards zero for no regularising benefit."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "l1": True},
+            {"params": no_decay, "weight_decay": 0.0, "l1": False}]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[cfg.optimizer](parameter_groups(model, cfg.weight_decay), cfg)
+
+
+def l1_penalty(optimizer: Optimizer) -> torch.Tensor:
+    """Sum of |w| over the weights that are also weight-decayed (conv and linear weights)."""
+    terms = [p.abs().sum() for g in optimizer.param_groups if g.get("l1") for p in g["params"]]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def lr_multiplier(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Step -> factor of the base learning rate, for every schedule except ``plateau``."""
+    gamma = cfg.gamma if cfg.gamma is not None else DEFAULT_GAMMA.get(cfg.schedule, 0.1)
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    total = max(1, cfg.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        epoch = step / steps_per_epoch
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        if cfg.schedule == "step":
+            return gamma ** math.floor(epoch / cfg.step_epochs)
+        if cfg.schedule == "exponential":
+            return gamma ** epoch
+        if cfg.schedule == "inverse_time":
+            return 1.0 / (1.0 + gamma * epoch)
+        if cfg.schedule == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        raise ValueError(f"unknown schedule {cfg.schedule!r}")
+
+    return factor
+
+
+def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, steps_per_epoch: int, monitor_mode: str) -> dict:
+    """A Lightning ``lr_scheduler`` configuration."""
+    if cfg.schedule == "plateau":
+        gamma = cfg.gamma if cfg.gamma is not None else DEFAULT_GAMMA["plateau"]
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=monitor_mode, factor=gamma, patience=cfg.plateau_patience)
+        return {"scheduler": scheduler, "monitor": cfg.monitor, "interval": "epoch"}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps_per_epoch))
+    return {"scheduler": scheduler, "interval": "step"}
+
+
+def schedule_curve(cfg: TrainConfig, steps_per_epoch: int) -> Iterable[float]:
+    """The learning rate at every step of the run (not defined for ``plateau``)."""
+    factor = lr_multiplier(cfg, steps_per_epoch)
+    return (cfg.lr * factor(s) for s in range(cfg.epochs * steps_per_epoch))

@@ -1,0 +1,110 @@
+"""Training end to end on generated images: the bundle, its card, reloading, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lesionlens.bundle import BundleError, read_card
+from lesionlens.config import load_config
+from lesionlens.inference import Predictor
+from lesionlens.training.curves import epoch_table
+from lesionlens.training.fit import train
+
+
+def _cfg(data, **train):
+    overrides = {"data.path": str(data), "data.num_workers": 0, "model.name": "tiny_cnn",
+                 "model.pretrained": False, "model.image_size": 32, "train.epochs": 2, "train.batch_size": 8,
+                 "train.warmup_epochs": 0.0, "train.lr": 0.01}
+    overrides.update({f"train.{k}": v for k, v in train.items()})
+    return load_config(overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from helpers import COLOURS, write_image
+
+    root = tmp_path_factory.mktemp("data")
+    for c, colour in COLOURS.items():
+        for i in range(12):
+            write_image(root / c / f"{c}_{i}.jpg", colour, seed=i)
+    out = tmp_path_factory.mktemp("run") / "bundle"
+    return root, out, train(_cfg(root), out, progress=False)
+
+
+def test_bundle_files_and_card(trained):
+    _, out, result = trained
+    for name in ("model.safetensors", "card.json", "config.yaml", "split.csv", "learning_curves.png",
+                 "evaluation/metrics.json", "evaluation/roc.png", "evaluation/confusion_matrix.png",
+                 "logs/metrics.csv"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text())
+    assert card["model"]["architecture"] == "tiny_cnn"
+    assert card["classes"] == ["bcc", "mel", "nv"]
+    assert card["preprocessing"]["image_size"] == 32
+    assert card["training"]["config"]["train"]["epochs"] == 2
+    assert card["training"]["epochs_run"] == 2
+    assert len(card["data"]["fingerprint"]) == 64
+    assert {"torch", "timm", "lightning", "python"} <= set(card["versions"])
+    assert card["validation"]["balanced_accuracy"] == result.validation["balanced_accuracy"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["name"] == "tiny_cnn"
+    split = pd.read_csv(out / "split.csv")
+    assert set(split["partition"]) == {"train", "val"} and split["sha256"].str.len().eq(64).all()
+    val_counts = card["data"]["counts"]["val"]  # 20% of 12 per class, stratified
+    assert set(val_counts) == {"bcc", "mel", "nv"} and min(val_counts.values()) >= 2
+    assert sum(val_counts.values()) == (split["partition"] == "val").sum()
+
+
+def test_reloaded_bundle_gives_the_same_probabilities(trained):
+    root, out, result = trained
+    predictor = Predictor(out)
+    split = pd.read_csv(out / "split.csv")
+    val = split[split["partition"] == "val"]
+    probs, failures = predictor.predict_files(list(val["path"]))
+    assert not failures
+    saved = pd.read_csv(out / "evaluation" / "predictions.csv").set_index("image_id")
+    expected = saved.loc[val["image_id"], [f"p_{c}" for c in predictor.classes]].to_numpy()
+    assert np.allclose(probs, expected, atol=1e-5)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_tampered_weights_are_refused(trained, tmp_path):
+    _, out, _ = trained
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not match the card"):
+        read_card(copy)
+
+
+def test_a_finished_run_is_not_overwritten_and_resume_continues(trained, tmp_path):
+    root, _, _ = trained
+    out = tmp_path / "run"
+    train(_cfg(root, epochs=1), out, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_cfg(root, epochs=1), out, progress=False)
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg["train"]["epochs"] = 3  # as if the run had been interrupted after its first epoch of three
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = train(_cfg(root), out, resume=True, progress=False)
+    assert result.card["training"]["epochs_run"] == 3
+    assert list(epoch_table(out / "logs").index) == [1, 2, 3]  # the first run's epoch is kept
+    assert (out / "logs" / "metrics.0.csv").is_file()
+
+
+@pytest.mark.parametrize("options", [
+    dict(sampler="balanced", class_weights="balanced", schedule="plateau", label_smoothing=0.1),
+    dict(optimizer="nesterov", schedule="step", l1=1e-5, weight_decay=1e-4, patience=1, monitor="val_loss"),
+])
+def test_training_options_run(trained, tmp_path, options):
+    root, _, _ = trained
+    result = train(_cfg(root, **options), tmp_path / "r", progress=False)
+    assert 0.0 <= result.validation["balanced_accuracy"] <= 1.0
