@@ -1,0 +1,304 @@
+"""The ``lesionlens`` command: thin subcommands that parse arguments and call the library.
+
+    lesionlens train --data PATH --out DIR [--config FILE.yaml] [flags]
+    lesionlens evaluate BUNDLE --data PATH [--out DIR]
+    lesionlens predict BUNDLE IMAGE_OR_FOLDER... [--out FILE.csv]
+    lesionlens models
+    lesionlens demo-data DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from lesionlens import __version__
+
+log = logging.getLogger("lesionlens")
+
+# flag dest -> configuration key; a flag left out keeps the YAML's (or the default's) value
+TRAIN_FLAGS = {
+    "data": "data.path", "format": "data.format", "images": "data.images", "labels": "data.labels",
+    "val_fraction": "data.val_fraction", "group_column": "data.group_column",
+    "on_bad_input": "data.on_bad_input", "cache_dir": "data.cache_dir", "workers": "data.num_workers",
+    "model": "model.name", "pretrained": "model.pretrained", "weights": "model.weights",
+    "image_size": "model.image_size", "drop_rate": "model.drop_rate", "frozen_stages": "model.frozen_stages",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "optimizer": "train.optimizer",
+    "lr": "train.lr", "weight_decay": "train.weight_decay", "l1": "train.l1", "schedule": "train.schedule",
+    "warmup_epochs": "train.warmup_epochs", "label_smoothing": "train.label_smoothing",
+    "class_weights": "train.class_weights", "sampler": "train.sampler", "monitor": "train.monitor",
+    "patience": "train.patience", "seed": "train.seed", "max_minutes": "train.max_minutes",
+}
+
+EPILOG_TRAIN = """\
+examples:
+  lesionlens train --data ../shared/data/ham10000 --out runs/ham --weights ../shared/weights
+  lesionlens train --data my_images/ --out runs/mine --model simple_cnn --no-pretrained --epochs 20
+  lesionlens train --data labels.csv --images photos/ --out runs/csv --labels malignant
+  lesionlens train --config configs/default.yaml --data DATA --out runs/x --set train.lr=3e-4
+  lesionlens train --out runs/ham --resume          # continue an interrupted run
+
+--data accepts: a folder of class folders (DATA/<class>/*.jpg, optionally DATA/train|val|test/<class>/);
+a CSV with an image column and a label column or one-hot class columns (and optionally a partition
+column with tr/dev/te or train/val/test, and a lesion_id or patient_id column to group the split);
+the HAM10000 layout (HAM10000_metadata.csv + images); the ISIC 2018 Task 3 and ISIC 2017 Part 3
+ground-truth CSVs or their folders.
+"""
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a classifier and write a model bundle",
+        description="Train an image classifier and write a bundle (weights, card, plots, evaluation).\n"
+                    "Settings come from the defaults, then --config, then the flags given here.",
+        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for the bundle (created)")
+    p.add_argument("--config", type=Path, help="YAML file of settings (see configs/default.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting by name, e.g. --set augment.rotation=90 (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", help="folder, CSV or official layout of labelled images")
+    d.add_argument("--format", choices=["auto", "folder", "csv", "ham10000", "isic2018", "isic2017"],
+                   help="force the data format (default: detected)")
+    d.add_argument("--images", help="folder of the CSV's images, when not beside it")
+    d.add_argument("--labels", choices=["all", "malignant", "melanoma"],
+                   help="learn all classes (default), malignant vs benign, or melanoma vs rest")
+    d.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
+    d.add_argument("--group-column", help="CSV column whose images must stay together in one split")
+    d.add_argument("--on-bad-input", choices=["stop", "skip"],
+                   help="stop at unreadable or mislabelled input (default), or skip it and report")
+    d.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/lesionlens)")
+    d.add_argument("--workers", type=int, help="data-loading worker processes (default 1)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help="architecture; `lesionlens models` lists them (default efficientnet_lite0)")
+    m.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
+                   help="start from ImageNet weights (default) or from random weights")
+    m.add_argument("--weights", help="local weights file or folder, e.g. ../shared/weights")
+    m.add_argument("--image-size", type=int, help="input side in pixels (default: the weights' own)")
+    m.add_argument("--drop-rate", type=float, help="dropout before the classifier")
+    m.add_argument("--frozen-stages", type=int, help="freeze the stem and this many early stages (default 0)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta",
+                                           "adam", "nadam", "amsgrad", "adamw"])
+    t.add_argument("--lr", type=float, help="base learning rate")
+    t.add_argument("--weight-decay", type=float, help="L2 penalty (decoupled for adamw)")
+    t.add_argument("--l1", type=float, help="L1 penalty; with --weight-decay it is the elastic net")
+    t.add_argument("--schedule", choices=["constant", "step", "exponential", "inverse_time", "cosine", "plateau"])
+    t.add_argument("--warmup-epochs", type=float)
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--class-weights", choices=["none", "balanced", "sqrt"], help="loss weights per class")
+    t.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: every class drawn equally")
+    t.add_argument("--monitor", choices=["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss"],
+                   help="validation metric that picks the best epoch")
+    t.add_argument("--patience", type=int, help="stop after this many epochs without improvement")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--max-minutes", type=float, help="stop training after this long (the best epoch is kept)")
+    p.set_defaults(run=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lesionlens.config import load_config, parse_assignment
+    from lesionlens.training.fit import train
+
+    overrides = dict(parse_assignment(s) for s in args.set)
+    overrides.update({key: getattr(args, dest) for dest, key in TRAIN_FLAGS.items()
+                      if getattr(args, dest) is not None})
+    if args.resume and (overrides or args.config):
+        log.warning("--resume uses the settings saved in %s/config.yaml; other flags are ignored", args.out)
+    cfg = load_config(args.config, overrides)
+    _quiet_lightning(args)
+    result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    _print_training_summary(result)
+    return 0
+
+
+def _print_training_summary(result) -> None:
+    v, card, out = result.validation, result.card, result.bundle
+    t = card["training"]
+    lines = [
+        "",
+        f"Bundle written to {out}/",
+        f"  {card['model']['architecture']} at {card['preprocessing']['image_size']}px, classes {card['classes']}",
+        f"  trained {t['epochs_run']} epochs in {t['wall_time_s'] / 60:.1f} min "
+        f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}",
+        "",
+        *_metric_lines(v),
+        "",
+        "Files:",
+        f"  {out / 'card.json'}  (model card)",
+        f"  {out / 'evaluation' / 'metrics.json'}",
+        f"  {out / 'evaluation' / 'roc.png'}",
+        f"  {out / 'evaluation' / 'confusion_matrix.png'}",
+        f"  {out / 'learning_curves.png'}",
+        "Next:",
+        f"  lesionlens evaluate {out} --data OTHER_DATA",
+        f"  lesionlens predict {out} IMAGE_OR_FOLDER",
+    ]
+    print("\n".join(lines))
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _metric_lines(v: dict) -> list[str]:
+    lines = [
+        f"{v.get('description') or 'Evaluation'}:",
+        f"  balanced accuracy {_fmt(v['balanced_accuracy'])}   accuracy {_fmt(v['accuracy'])}   "
+        f"macro AUC {_fmt(v['macro_auc'])} ({v['macro_auc_grade']})",
+        f"  {'class':<22}{'n':>6}{'sens':>8}{'spec':>8}{'PPV':>8}{'NPV':>8}{'AUC':>8}  grade",
+    ]
+    for name, c in v["per_class"].items():
+        if c["support"] == 0 and c["auc"] is None:
+            continue
+        lines.append(f"  {name:<22}{c['support']:>6}{_fmt(c['sensitivity']):>8}{_fmt(c['specificity']):>8}"
+                     f"{_fmt(c['ppv']):>8}{_fmt(c['npv']):>8}{_fmt(c['auc']):>8}  {c['auc_grade'] or ''}")
+    for name, b in v.get("binary", {}).items():
+        lines.append(f"  {name + ' vs rest':<22}{b['positives']:>6}{_fmt(b['sensitivity']):>8}"
+                     f"{_fmt(b['specificity']):>8}{_fmt(b['ppv']):>8}{_fmt(b['npv']):>8}{_fmt(b['auc']):>8}"
+                     f"  {b['auc_grade'] or ''}")
+    return lines
+
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="evaluate a bundle on labelled images",
+        description="Evaluate a bundle on any labelled data: metrics.json (accuracy, balanced accuracy, "
+                    "per-class sensitivity/specificity/PPV/NPV, one-vs-rest and macro AUC with grades, "
+                    "malignant and melanoma views) plus ROC and confusion-matrix plots.",
+    )
+    p.add_argument("bundle", type=Path, help="folder written by `lesionlens train`")
+    p.add_argument("--data", required=True, help="folder, CSV or official layout of labelled images")
+    p.add_argument("--out", type=Path, help="where to write (default BUNDLE/evaluations/<data>-<split>)")
+    p.add_argument("--format", default="auto", choices=["auto", "folder", "csv", "ham10000", "isic2018", "isic2017"])
+    p.add_argument("--images", help="folder of the CSV's images, when not beside it")
+    p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
+                   help="which images: auto = the bundle's validation split on its own training data, "
+                        "else the test partition if there is one, else all")
+    p.add_argument("--on-bad-input", default="stop", choices=["stop", "skip"])
+    p.add_argument("--cache-dir")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lesionlens.bundle import read_card
+    from lesionlens.evaluation.evaluate import evaluate_bundle
+
+    card = read_card(args.bundle)
+    out = args.out or args.bundle / "evaluations" / f"{Path(args.data).stem}-{args.split}"
+    ev = evaluate_bundle(card, args.data, out, args.format, args.images, args.split, args.on_bad_input,
+                         args.cache_dir, progress=not args.quiet)
+    print("\n".join(_metric_lines(ev.summary())))
+    print(f"\nWritten to {out}/: metrics.json, predictions.csv, roc.png, confusion_matrix.png")
+    return 0
+
+
+def _predict_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="class probabilities for images",
+        description="Predict class probabilities for image files or folders (searched recursively). "
+                    "Files that cannot be read are listed with the reason, never dropped.",
+    )
+    p.add_argument("bundle", type=Path)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--out", type=Path, help="write a CSV here instead of printing a table")
+    p.set_defaults(run=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from lesionlens.predict import predict_paths, write_predictions
+
+    rows = predict_paths(args.bundle, args.inputs)
+    write_predictions(rows, args.out)
+    if args.out:
+        print(f"{len(rows)} predictions written to {args.out}")
+    failed = sum(1 for r in rows if r.get("error"))
+    return 1 if failed else 0
+
+
+def _models_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the architectures", description="List the registered models.")
+    p.set_defaults(run=_cmd_models)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from lesionlens.models.registry import MODELS, create_model
+
+    print(f"{'name':<20}{'params (7 classes)':>20}{'input':>7}  pretrained weights")
+    for name, spec in MODELS.items():
+        params = sum(p.numel() for p in create_model(name, 7).parameters())
+        size = spec.preprocessing_for(spec.weights is not None).image_size
+        weights = spec.weights.description if spec.weights else "none (train from scratch)"
+        print(f"{name:<20}{params:>20,}{size:>7}  {weights}")
+    return 0
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo-data", help="write a small synthetic data set",
+                       description="Write a synthetic 3-class image folder for trying the tool without real data.")
+    p.add_argument("out", type=Path)
+    p.add_argument("--per-class", type=int, default=80)
+    p.set_defaults(run=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lesionlens.data.demo import make_demo_dataset
+
+    print(make_demo_dataset(args.out, args.per_class))
+    return 0
+
+
+def _quiet_lightning(args: argparse.Namespace) -> None:
+    """Lightning's start-up notices and advice are for Lightning users; ours see one line per epoch.
+    Called after Lightning is imported, because importing it resets its loggers."""
+    if args.verbose:
+        return
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*Experiment logs directory.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\..*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory.*exists and is not empty.*")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lesionlens",
+        description="Train, evaluate and use image classifiers for skin-lesion (and any other) images.",
+        epilog="Run `lesionlens COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"lesionlens {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debugging detail")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add in (_train_parser, _evaluate_parser, _predict_parser, _models_parser, _demo_parser):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return args.run(args)
+    except ImportError as e:
+        print(f"error: {e}. Training and evaluation need `pip install lesionlens[train]`.", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""``lesionlens predict``: files and folders in, one row of probabilities per file out."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+from lesionlens.data.images import IMAGE_SUFFIXES
+from lesionlens.data.labels import binary_membership
+from lesionlens.inference import Predictor
+
+
+def collect_images(inputs: list[Path]) -> list[tuple[Path, str | None]]:
+    """Every file named, and every image file under every folder named (sorted); a path that is
+    neither, or a file in a folder that is not an image, comes back with the reason."""
+    found: list[tuple[Path, str | None]] = []
+    for item in inputs:
+        if item.is_dir():
+            for f in sorted(item.rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    ok = f.suffix.lower() in IMAGE_SUFFIXES
+                    found.append((f, None if ok else f"not an image file (suffix {f.suffix!r})"))
+        elif item.is_file():
+            found.append((item, None))
+        else:
+            found.append((item, "no such file or folder"))
+    return found
+
+
+def predict_paths(bundle: Path, inputs: list[Path]) -> list[dict]:
+    """Rows of ``path, predicted, confidence, p_<class>..., p_malignant, p_melanoma, error``."""
+    predictor = Predictor(bundle)
+    items = collect_images(inputs)
+    todo = [i for i, (_, err) in enumerate(items) if err is None]
+    probs, failures = predictor.predict_files([items[i][0] for i in todo])
+    views = {v: binary_membership(predictor.classes, v) for v in ("malignant", "melanoma")}
+    rows: list[dict] = [{"path": str(p), "error": err} for p, err in items]
+    k = 0
+    for j, i in enumerate(todo):
+        if j in failures:
+            rows[i]["error"] = failures[j]
+            continue
+        p = probs[k]
+        k += 1
+        best = int(p.argmax())
+        rows[i].update(predicted=predictor.classes[best], confidence=float(p[best]))
+        rows[i].update({f"p_{c}": float(v) for c, v in zip(predictor.classes, p)})
+        for view, mask in views.items():
+            if mask is not None and f"p_{view}" not in rows[i]:
+                rows[i][f"p_{view}"] = float(p[mask].sum())
+    return rows
+
+
+def write_predictions(rows: list[dict], out: Path | None) -> None:
+    """CSV to ``out``, or an aligned table on standard output."""
+    columns = ["path", "predicted", "confidence"]
+    for r in rows:
+        columns += [c for c in r if c not in columns and c != "error"]
+    columns.append("error")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, columns)
+            w.writeheader()
+            for r in rows:
+                w.writerow({c: (f"{v:.6f}" if isinstance(v, float) else v) for c, v in r.items()})
+        return
+    width = max([len(r["path"]) for r in rows] + [4])
+    print(f"{'path':<{width}}  {'predicted':<14}{'conf.':>7}  " + "  ".join(c for c in columns[3:-1]))
+    for r in rows:
+        if r.get("error"):
+            print(f"{r['path']:<{width}}  ERROR: {r['error']}")
+            continue
+        probs = "  ".join(f"{r.get(c, float('nan')):>{len(c)}.3f}" for c in columns[3:-1])
+        print(f"{r['path']:<{width}}  {r['predicted']:<14}{r['confidence']:>7.3f}  {probs}")
+    sys.stdout.flush()
