@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--workers", type=int, help="data-loading workers (default: the configuration's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -75,7 +76,7 @@ def main() -> None:
         cfg = load_config(overrides={
             "data.path": str(tmp), "data.images": str(Path(args.data) / "images"), "model.weights": args.weights,
             "model.image_size": args.size, "train.batch_size": args.batch_size, "train.epochs": 1,
-        })
+        } | ({"data.num_workers": args.workers} if args.workers is not None else {}))
         pre = resolve_preprocessing(cfg)
         data = load_training_data(cfg, pre, tmp, progress=False)
         targets = data.table.targets()
@@ -99,7 +100,8 @@ def main() -> None:
     ceiling = np.median(results["bare loop, tensors ready"])
     same = np.median(results["bare loop + same loader"])
     print(f"\nTraining throughput: {cfg.model.name} at {args.size}px, batch {args.batch_size}, {steps} steps per "
-          f"measurement, {args.repeats} repeats, {torch.get_num_threads()} threads")
+          f"measurement, {args.repeats} repeats, {torch.get_num_threads()} threads, "
+          f"{cfg.data.num_workers} loader worker(s)")
     print(f"{'row':<28}{'images/s (median)':>18}{'runs':>22}{'vs tensors ready':>18}{'vs same loader':>16}")
     for name, values in results.items():
         med = float(np.median(values))

@@ -29,7 +29,8 @@ TRAIN_FLAGS = {
     "epochs": "train.epochs", "batch_size": "train.batch_size", "optimizer": "train.optimizer",
     "lr": "train.lr", "weight_decay": "train.weight_decay", "l1": "train.l1", "schedule": "train.schedule",
     "warmup_epochs": "train.warmup_epochs", "label_smoothing": "train.label_smoothing",
-    "class_weights": "train.class_weights", "sampler": "train.sampler", "monitor": "train.monitor",
+    "class_weights": "train.class_weights", "logit_adjustment": "train.logit_adjustment",
+    "sampler": "train.sampler", "monitor": "train.monitor",
     "patience": "train.patience", "seed": "train.seed", "max_minutes": "train.max_minutes",
 }
 
@@ -74,7 +75,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--on-bad-input", choices=["stop", "skip"],
                    help="stop at unreadable or mislabelled input (default), or skip it and report")
     d.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/lesionlens)")
-    d.add_argument("--workers", type=int, help="data-loading worker processes (default 1)")
+    d.add_argument("--workers", type=int, help="data-loading worker processes (default: 0 on a CPU, up to 8 with a GPU)")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="architecture; `lesionlens models` lists them (default efficientnet_lite0)")
     m.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
@@ -95,6 +96,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--warmup-epochs", type=float)
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--class-weights", choices=["none", "balanced", "sqrt"], help="loss weights per class")
+    t.add_argument("--logit-adjustment", type=float,
+                   help="train logits for a class-balanced decision (tau; 1.0 = full, 0 = off)")
     t.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: every class drawn equally")
     t.add_argument("--monitor", choices=["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss"],
                    help="validation metric that picks the best epoch")
@@ -127,7 +130,7 @@ def _print_training_summary(result) -> None:
         "",
         f"Bundle written to {out}/",
         f"  {card['model']['architecture']} at {card['preprocessing']['image_size']}px, classes {card['classes']}",
-        f"  trained {t['epochs_run']} epochs in {t['wall_time_s'] / 60:.1f} min "
+        f"  trained {t['epochs_run']} epochs in {t['fit_time_s'] / 60:.1f} min "
         f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}",
         "",
         *_metric_lines(v),
@@ -194,9 +197,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lesionlens.evaluation.evaluate import evaluate_bundle
 
     card = read_card(args.bundle)
-    out = args.out or args.bundle / "evaluations" / f"{Path(args.data).stem}-{args.split}"
-    ev = evaluate_bundle(card, args.data, out, args.format, args.images, args.split, args.on_bad_input,
-                         args.cache_dir, progress=not args.quiet)
+    ev, out = evaluate_bundle(card, args.data, args.out, args.format, args.images, args.split,
+                              args.on_bad_input, args.cache_dir, progress=not args.quiet)
     print("\n".join(_metric_lines(ev.summary())))
     print(f"\nWritten to {out}/: metrics.json, predictions.csv, roc.png, confusion_matrix.png")
     return 0

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from lesionlens.bundle import BundleError, read_card
 from lesionlens.config import load_config
 from lesionlens.inference import Predictor
+from lesionlens.models.registry import create_model
 from lesionlens.training.curves import epoch_table
 from lesionlens.training.fit import train
 
@@ -102,9 +105,49 @@ def test_a_finished_run_is_not_overwritten_and_resume_continues(trained, tmp_pat
 
 @pytest.mark.parametrize("options", [
     dict(sampler="balanced", class_weights="balanced", schedule="plateau", label_smoothing=0.1),
+    dict(logit_adjustment=1.0, class_weights="none", schedule="inverse_time", optimizer="rmsprop"),
     dict(optimizer="nesterov", schedule="step", l1=1e-5, weight_decay=1e-4, patience=1, monitor="val_loss"),
 ])
 def test_training_options_run(trained, tmp_path, options):
     root, _, _ = trained
     result = train(_cfg(root, **options), tmp_path / "r", progress=False)
     assert 0.0 <= result.validation["balanced_accuracy"] <= 1.0
+
+
+def test_frozen_stages_stay_frozen_and_the_bundle_reloads(trained, tmp_path):
+    root, _, _ = trained
+    cfg = _cfg(root)
+    cfg.model.name, cfg.model.frozen_stages = "simple_cnn", 2
+    out = tmp_path / "frozen"
+    result = train(cfg, out, progress=False)
+    assert result.card["model"]["trainable_parameters"] < result.card["model"]["parameters"]
+    predictor = Predictor(out)  # rebuilds the frozen layout, so the saved tensors fit
+    stem = predictor.model.features[0][0].weight
+    assert not stem.requires_grad
+    L.seed_everything(cfg.train.seed, verbose=False)  # train() seeds the same way before building the model
+    initial = create_model("simple_cnn", 3).features[0][0].weight
+    assert torch.equal(stem, initial)  # the frozen stem never moved
+    assert not torch.equal(predictor.model.classifier.weight, create_model("simple_cnn", 3).classifier.weight)
+    split = pd.read_csv(out / "split.csv")
+    probs, _ = predictor.predict_files(list(split["path"][:3]))
+    assert probs.shape == (3, 3)
+    saved = pd.read_csv(out / "evaluation" / "predictions.csv").set_index("image_id")
+    val = split[split["partition"] == "val"]
+    again, _ = predictor.predict_files(list(val["path"]))
+    assert np.allclose(again, saved.loc[val["image_id"], [f"p_{c}" for c in predictor.classes]].to_numpy(), atol=1e-5)
+
+
+def test_logit_adjustment_shifts_the_loss_by_the_log_prior():
+    from lesionlens.config import TrainConfig
+    from lesionlens.data.images import Preprocessing
+    from lesionlens.training.module import Classifier
+
+    prior = torch.tensor([0.9, 0.1])
+    module = Classifier(create_model("tiny_cnn", 2), TrainConfig(logit_adjustment=1.0, class_weights="none"),
+                        Preprocessing(), None, steps_per_epoch=1, class_prior=prior)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    targets = torch.tensor([0, 1])
+    expected = torch.nn.functional.cross_entropy(logits + prior.log(), targets)
+    assert torch.isclose(module._loss(logits, targets), expected)
+    # a rare class must win by more than its log-prior handicap: the decision the loss trains is balanced
+    assert module._loss(torch.tensor([[0.0, 0.0]]), torch.tensor([1])) > module._loss(torch.tensor([[0.0, 0.0]]), torch.tensor([0]))

@@ -10,16 +10,17 @@ import pandas as pd
 from torch import nn
 
 from lesionlens.bundle import Card
-from lesionlens.data.labels import align_classes
+from lesionlens.data.labels import align_classes, apply_view
 from lesionlens.data.images import Preprocessing
 from lesionlens.data.load import PreparedData, prepare, read_table
+from lesionlens.data.table import ImageTable
 from lesionlens.evaluation.plots import plot_confusion, plot_roc
 from lesionlens.evaluation.result import Evaluation
 from lesionlens.inference import load_model, predict_probs
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("auto", "train", "val", "test", "all")
+SPLITS = ("auto", "train", "val", "test", "all")  # "auto" resolves to own-val, test or all
 
 
 def evaluate_model(model: nn.Module, classes: list[str], pre: Preprocessing, data: PreparedData,
@@ -40,29 +41,35 @@ def write_evaluation(ev: Evaluation, folder: Path) -> dict[str, Path]:
     return paths
 
 
+def resolve_split(table: ImageTable, card: Card, data_path: str | Path, split: str) -> str:
+    """``auto`` becomes ``own-val`` (the bundle's validation split, when this is the data it was
+    trained on), else ``test`` when the data has a test partition, else ``all``."""
+    if split != "auto":
+        return split
+    trained_on = card.data.get("data", {}).get("path")
+    if trained_on and Path(trained_on).expanduser().resolve() == Path(data_path).expanduser().resolve():
+        return "own-val"
+    return "test" if (table.frame["partition"] == "test").any() else "all"
+
+
 def choose_rows(data: PreparedData, card: Card, split: str) -> tuple[np.ndarray, str]:
-    """Which rows to evaluate. ``auto``: the bundle's own validation split when this is its
-    training data, else the test partition when the data has one, else every image."""
+    """Rows of ``data`` to evaluate for a resolved split; warns about images the bundle trained on."""
     frame = data.table.frame
     trained_on = _training_hashes(card)
-    if split == "auto":
-        used = frame["sha256"].isin(trained_on.get("train", set()))
-        if used.any():
-            val = frame["sha256"].isin(trained_on.get("val", set())).to_numpy()
-            log.info("this is the bundle's training data: evaluating its validation split")
-            return np.flatnonzero(val), "the bundle's validation split"
-        split = "test" if (frame["partition"] == "test").any() else "all"
-    if split == "all":
-        rows = np.arange(len(frame))
+    if split == "own-val":
+        rows = np.flatnonzero(frame["sha256"].isin(trained_on.get("val", set())).to_numpy())
+        what = "the bundle's validation split"
+    elif split == "all":
+        rows, what = np.arange(len(frame)), "all images"
     else:
-        rows = np.flatnonzero(frame["partition"].to_numpy() == split)
-        if len(rows) == 0:
-            raise ValueError(f"the data has no {split!r} partition; use --split all")
-    leaked = frame.iloc[rows]["sha256"].isin(trained_on.get("train", set())).sum()
+        rows, what = np.flatnonzero(frame["partition"].to_numpy() == split), f"the {split} partition"
+    if len(rows) == 0:
+        raise ValueError(f"no images to evaluate in {what}; use --split all")
+    leaked = int(frame.iloc[rows]["sha256"].isin(trained_on.get("train", set())).sum())
     if leaked:
         log.warning("%d of the %d images evaluated were used to TRAIN this bundle: the figures are optimistic",
                     leaked, len(rows))
-    return rows, ("all images" if split == "all" else f"the {split} partition")
+    return rows, what
 
 
 def _training_hashes(card: Card) -> dict[str, set[str]]:
@@ -73,16 +80,23 @@ def _training_hashes(card: Card) -> dict[str, set[str]]:
     return {p: set(g["sha256"].dropna()) for p, g in split.groupby("partition")}
 
 
-def evaluate_bundle(card: Card, data_path: str | Path, out: Path, fmt: str = "auto",
+def evaluate_bundle(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
                     images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
-                    cache_dir: str | None = None, progress: bool = True) -> Evaluation:
-    """Read the data, evaluate the bundle's model on the chosen rows and write everything to ``out``."""
+                    cache_dir: str | None = None, progress: bool = True) -> tuple[Evaluation, Path]:
+    """Evaluate the bundle's model on labelled data and write metrics and figures to ``out``
+    (default ``BUNDLE/evaluations/<data>-<split>``). Only the chosen partition is decoded."""
     pre = card.preprocessing
-    table = read_table(data_path, fmt, images)
+    table = apply_view(read_table(data_path, fmt, images), card.data.get("label_view", "all"))
     align_classes(table.classes, card.classes)  # fail before decoding anything
+    split = resolve_split(table, card, data_path, split)
+    if split in ("train", "val", "test"):
+        table = table.subset((table.frame["partition"] == split).to_numpy())
+        if len(table) == 0:
+            raise ValueError(f"{data_path}: the data has no {split!r} partition; use --split all")
+    out = out or card.path / "evaluations" / f"{Path(data_path).stem}-{split}"
     data = prepare(table, pre, on_bad_input, cache_dir, report=out / "data_issues.csv", progress=progress)
     rows, what = choose_rows(data, card, split)
     description = f"{card.architecture} on {Path(data_path).name} ({what}, {len(rows)} images)"
     ev = evaluate_model(load_model(card), card.classes, pre, data, rows, description, progress)
     write_evaluation(ev, out)
-    return ev
+    return ev, out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         log.info("resuming %s from %s", out, last_ckpt)
     elif last_ckpt.is_file():
         raise FileExistsError(f"{out} already holds a run; use --resume to continue it or another --out")
+    started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -121,37 +123,16 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader = build_loaders(cfg, pre, data, targets, train_rows, val_rows)
     weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights)
-    module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader))
+    prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
+    module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior)
 
-    mode = MONITOR_MODE[cfg.train.monitor]
-    checkpoint = ModelCheckpoint(out / "checkpoints", filename="best", monitor=cfg.train.monitor, mode=mode,
-                                 save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [checkpoint, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
-    if progress:
-        callbacks.append(EpochReport())
-    if cfg.train.patience is not None:
-        callbacks.append(EarlyStopping(cfg.train.monitor, mode=mode, patience=cfg.train.patience))
-    if resume:
-        keep_log_for_resume(out / "logs", torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
-    loggers = [CSVLogger(out, name="", version="logs")]
-    if _tensorboard_available():
-        loggers.append(TensorBoardLogger(out / "logs", name="", version="tensorboard"))
-    gpu = torch.cuda.is_available()
-    trainer = L.Trainer(
-        max_epochs=cfg.train.epochs,
-        max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
-        accelerator="auto", devices=1, precision="16-mixed" if gpu else "32-true",
-        callbacks=callbacks, logger=loggers, log_every_n_steps=min(10, len(train_loader)),
-        enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False, num_sanity_val_steps=0,
-        deterministic=False,
-    )
-    started = time.perf_counter()
+    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress)
+    fit_started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
-    wall = time.perf_counter() - started
+    fit_seconds = time.perf_counter() - fit_started
 
     best = checkpoint.best_model_path or str(last_ckpt)
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     model = module.model.cpu().eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
 
@@ -165,8 +146,8 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     card = {
         "model": {
             "architecture": cfg.model.name, "num_classes": len(classes), "drop_rate": cfg.model.drop_rate,
-            "frozen_stages": cfg.model.frozen_stages,
-            "pretrained": cfg.model.pretrained, "pretrained_source": getattr(module.model, "pretrained_source", None),
+            "frozen_stages": cfg.model.frozen_stages, "pretrained": cfg.model.pretrained,
+            "pretrained_source": model.pretrained_source,
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         },
@@ -180,9 +161,11 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
             "monitor": cfg.train.monitor,
             "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
             "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
-            "wall_time_s": round(wall, 1),
+            "fit_time_s": round(fit_seconds, 1),
+            "total_time_s": round(time.perf_counter() - started, 1),
             "train_images_per_s": _median(history, "train_images_per_s"),
-            "device": torch.cuda.get_device_name() if gpu else f"cpu ({torch.get_num_threads()} threads)",
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available()
+            else f"cpu ({torch.get_num_threads()} threads)",
         },
         "data": {
             "path": str(cfg.data.path), "format": table.format, "fingerprint": fingerprint(table),
@@ -198,6 +181,35 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     return TrainResult(out, summary, card)
 
 
+def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
+                  progress: bool) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Lightning Trainer with the best-epoch checkpoint, learning curves, CSV (and TensorBoard)
+    logs, optional early stopping and a one-line-per-epoch report."""
+    mode = MONITOR_MODE[cfg.train.monitor]
+    checkpoint = ModelCheckpoint(out / "checkpoints", filename="best", monitor=cfg.train.monitor, mode=mode,
+                                 save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [checkpoint, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
+    if progress:
+        callbacks.append(EpochReport())
+    if cfg.train.patience is not None:
+        callbacks.append(EarlyStopping(cfg.train.monitor, mode=mode, patience=cfg.train.patience))
+    last_ckpt = out / "checkpoints" / "last.ckpt"
+    if resume:
+        keep_log_for_resume(out / "logs", torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
+    loggers = [CSVLogger(out, name="", version="logs")]
+    if _tensorboard_available():
+        loggers.append(TensorBoardLogger(out / "logs", name="", version="tensorboard"))
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs,
+        max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
+        accelerator="auto", devices=1, precision="16-mixed" if torch.cuda.is_available() else "32-true",
+        callbacks=callbacks, logger=loggers, log_every_n_steps=min(10, steps_per_epoch),
+        enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return trainer, checkpoint
+
+
 def build_loaders(cfg: RunConfig, pre: Preprocessing, data: PreparedData, targets: np.ndarray,
              train_rows: np.ndarray, val_rows: np.ndarray) -> tuple[DataLoader, DataLoader]:
     cache_rows = data.table.frame["cache_row"].to_numpy()
@@ -206,6 +218,8 @@ def build_loaders(cfg: RunConfig, pre: Preprocessing, data: PreparedData, target
     val_ds = CachedImages(data.images.array, cache_rows[val_rows], targets[val_rows], lambda x: x)
     sampler = balanced_sampler(targets[train_rows], cfg.train.seed) if cfg.train.sampler == "balanced" else None
     workers = cfg.data.num_workers
+    if workers is None:
+        workers = min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
     train_loader = DataLoader(
         train_ds, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
         num_workers=workers, persistent_workers=workers > 0, drop_last=len(train_ds) > cfg.train.batch_size,

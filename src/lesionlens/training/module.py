@@ -23,7 +23,7 @@ class Classifier(L.LightningModule):
     the training device, with the bundle's mean/std."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, pre: Preprocessing,
-                 class_weights: torch.Tensor | None, steps_per_epoch: int):
+                 class_weights: torch.Tensor | None, steps_per_epoch: int, class_prior: torch.Tensor | None = None):
         super().__init__()
         self.model = model
         self.cfg = cfg
@@ -31,6 +31,14 @@ class Classifier(L.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.channels_last = cfg.channels_last
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+        # Logit adjustment (Menon et al., ICLR 2021): the loss sees logits + tau * log(prior), so the
+        # network's own logits learn the class-balanced posterior; predictions use them unadjusted.
+        bias = None
+        if cfg.logit_adjustment > 0:
+            if class_prior is None:
+                raise ValueError("logit adjustment needs the training class frequencies")
+            bias = cfg.logit_adjustment * torch.log(class_prior.clamp_min(1e-12))
+        self.register_buffer("logit_bias", bias, persistent=False)
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         self.images_seen = 0
@@ -39,6 +47,11 @@ class Classifier(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(to_input(images, self.pre, self.channels_last))
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.logit_bias is not None:
+            logits = logits + self.logit_bias
+        return self.loss_fn(logits, targets)
 
     def on_train_epoch_start(self) -> None:
         self.images_seen, self.loss_sum, self.epoch_started = 0, 0.0, time.perf_counter()
@@ -59,7 +72,7 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
-        loss = self.loss_fn(logits, targets)  # the data term; the L1 penalty is not logged as loss
+        loss = self._loss(logits, targets)  # the data term; the L1 penalty is not logged as loss
         n = len(targets)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         self.log("train_accuracy", (logits.argmax(1) == targets).float().mean(), on_epoch=True, batch_size=n)
@@ -76,7 +89,7 @@ class Classifier(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, targets = batch
         logits = self(images)
-        self.log("val_loss", self.loss_fn(logits, targets), on_epoch=True, batch_size=len(targets))
+        self.log("val_loss", self._loss(logits, targets), on_epoch=True, batch_size=len(targets))
         self._val_probs.append(torch.softmax(logits.float(), 1).cpu())
         self._val_targets.append(targets.cpu())
 
