@@ -101,7 +101,7 @@ def main() -> None:
     same = np.median(results["bare loop + same loader"])
     print(f"\nTraining throughput: {cfg.model.name} at {args.size}px, batch {args.batch_size}, {steps} steps per "
           f"measurement, {args.repeats} repeats, {torch.get_num_threads()} threads, "
-          f"{cfg.data.num_workers} loader worker(s)")
+          f"{loader.num_workers} loader worker(s)")
     print(f"{'row':<28}{'images/s (median)':>18}{'runs':>22}{'vs tensors ready':>18}{'vs same loader':>16}")
     for name, values in results.items():
         med = float(np.median(values))

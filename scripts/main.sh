@@ -38,4 +38,6 @@ else
   "$ll" demo-data "$OUT/demo-data"
   rm -rf "$OUT/demo-simple_cnn"
   "$ll" train --config configs/demo.yaml --data "$OUT/demo-data" --out "$OUT/demo-simple_cnn"
+  echo
+  echo "Reminder: these figures come from synthetic drawings, not from dermoscopy."
 fi
