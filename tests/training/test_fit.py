@@ -151,3 +151,11 @@ def test_logit_adjustment_shifts_the_loss_by_the_log_prior():
     assert torch.isclose(module._loss(logits, targets), expected)
     # a rare class must win by more than its log-prior handicap: the decision the loss trains is balanced
     assert module._loss(torch.tensor([[0.0, 0.0]]), torch.tensor([1])) > module._loss(torch.tensor([[0.0, 0.0]]), torch.tensor([0]))
+
+
+def test_a_runs_split_file_trains_again_on_the_same_split(trained, tmp_path):
+    _, out, _ = trained
+    again = train(_cfg(out / "split.csv", epochs=1), tmp_path / "again", progress=False)
+    first = pd.read_csv(out / "split.csv").set_index("sha256")["partition"]
+    second = pd.read_csv(again.bundle / "split.csv").set_index("sha256")["partition"]
+    assert second.sort_index().equals(first.sort_index())

@@ -15,10 +15,10 @@ from lesionlens.data.images import IMAGE_SUFFIXES
 from lesionlens.data.labels import HAM10000_CLASSES, canonical
 from lesionlens.data.table import DataIssue, ImageTable, make_table
 
-IMAGE_COLUMNS = ("image", "image_id", "image_name", "imagename", "filename", "file", "path", "isic_id")
+IMAGE_COLUMNS = ("path", "image", "image_id", "image_name", "imagename", "filename", "file", "isic_id")
 LABEL_COLUMNS = ("label", "dx", "class", "diagnosis", "target", "category")
 PARTITION_COLUMNS = ("partition", "split", "set", "subset")
-GROUP_COLUMNS = ("lesion_id", "patient_id", "patient")
+GROUP_COLUMNS = ("lesion_id", "patient_id", "patient", "group")
 
 _PARTITION_NAMES = {
     "tr": "train", "train": "train", "training": "train",
