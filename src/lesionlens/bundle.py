@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from lesionlens.data.cache import file_digest
 from lesionlens.data.images import Preprocessing
+from lesionlens.digest import file_digest
 
 CARD = "card.json"
 WEIGHTS = "model.safetensors"

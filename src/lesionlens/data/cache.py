@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lesionlens.data.images import ImageDecodeError, Preprocessing, preprocess_image
+from lesionlens.digest import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
     return Path(os.environ.get("LESIONLENS_CACHE", Path.home() / ".cache" / "lesionlens"))
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

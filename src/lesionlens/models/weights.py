@@ -30,8 +30,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lesionlens.data.cache import cache_root, file_digest
+from lesionlens.data.cache import cache_root
 from lesionlens.data.images import Preprocessing
+from lesionlens.digest import file_digest
 
 log = logging.getLogger(__name__)
 
