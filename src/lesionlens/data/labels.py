@@ -4,15 +4,18 @@ Datasets name the same diagnoses differently (HAM10000 ``mel``, ISIC 2018 ``MEL`
 ``melanoma``). :func:`canonical` maps the known names to the HAM10000 ``dx`` codes so a model
 trained on one collection can be evaluated on another, and so the clinical views (malignant vs
 benign, melanoma vs rest) can be derived from any model whose classes are diagnoses.
+Torch- and pandas-free: the server uses it too.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lesionlens.data.table import DataIssue, ImageTable
+if TYPE_CHECKING:  # only a type here: this module stays free of pandas and torch, for the server
+    from lesionlens.data.table import ImageTable
 
 # The ISIC 2018 Task 3 column order.
 HAM10000_CLASSES = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
@@ -110,7 +113,3 @@ def align_classes(data_classes: list[str], model_classes: list[str]) -> dict[str
             f"the data has classes {missing} that the model does not know; its classes are {model_classes}"
         )
     return mapping
-
-
-def label_issue(source: str, row: int, image_id: str, label: object, classes: list[str]) -> DataIssue:
-    return DataIssue(source, row, image_id, f"unknown label {label!r}; expected one of {classes}")

@@ -1,0 +1,78 @@
+"""From a network's logits to what a user is told: calibrated probabilities and clinical decisions.
+
+A bundle's card may carry
+- ``calibration.temperature``: logits are divided by it before the softmax (temperature scaling,
+  fitted on validation data);
+- ``operating_points.<view>.threshold``: the malignant / melanoma decision is "positive" when the
+  view's score (the summed calibrated probabilities of its positive classes) reaches it.
+Without them the probabilities are the plain softmax and the decision is the argmax class.
+Torch-free: ``predict``, ``evaluate`` and the server all decide through this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lesionlens.data.labels import VIEW_CLASSES, binary_membership
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    view: str  # "malignant" or "melanoma"
+    threshold: float  # on the view's score
+    criterion: str  # how it was chosen: "sensitivity", "specificity" or "youden"
+    target: float | None = None  # the sensitivity or specificity asked for
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "criterion": self.criterion, "target": self.target}
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    classes: tuple[str, ...]
+    temperature: float = 1.0
+    operating_points: tuple[OperatingPoint, ...] = ()
+
+    @classmethod
+    def from_card(cls, card: dict) -> "DecisionRule":
+        temperature = float(card.get("calibration", {}).get("temperature", 1.0))
+        points = tuple(
+            OperatingPoint(view, float(p["threshold"]), p.get("criterion", "unknown"), p.get("target"))
+            for view, p in card.get("operating_points", {}).items()
+        )
+        return cls(tuple(card["classes"]), temperature, points)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Softmax of ``logits / temperature``, row by row, computed stably."""
+        z = np.asarray(logits, dtype=np.float64) / self.temperature
+        z -= z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def view_scores(self, probs: np.ndarray) -> dict[str, np.ndarray]:
+        """Each clinical view's score (summed probabilities of its positive classes), where the
+        classes define it."""
+        scores = {}
+        for view in VIEW_CLASSES:
+            mask = binary_membership(list(self.classes), view)
+            if mask is not None:
+                scores[view] = probs[..., mask].sum(axis=-1)
+        return scores
+
+    def decide(self, probs: np.ndarray) -> dict[str, dict]:
+        """Per view: score, the decision and how it was made (an operating point, or the argmax)."""
+        points = {p.view: p for p in self.operating_points}
+        top = probs.argmax(axis=-1)
+        out = {}
+        for view, score in self.view_scores(probs).items():
+            mask = binary_membership(list(self.classes), view)
+            if view in points:
+                positive = score >= points[view].threshold
+                rule = points[view].to_dict()
+            else:
+                positive = mask[top]
+                rule = {"criterion": "argmax"}
+            out[view] = {"score": score, "positive": positive, "rule": rule}
+        return out
