@@ -21,19 +21,22 @@ def test_sensitivity_target_is_reached_with_the_best_specificity(validation, tar
     point = choose_operating_point("melanoma", y, score, "sensitivity", target)
     sens, spec = rates_at(y, score, point.threshold)
     assert sens >= target
-    # no higher threshold reaches the target: the next positive score above it would lose sensitivity
-    higher = np.sort(score[score > point.threshold])
-    if len(higher):
-        assert rates_at(y, score, higher[0])[0] < target
+    # it decides like the lowest score above it, and no higher threshold reaches the target
+    above = np.unique(score[score >= point.threshold])
+    assert rates_at(y, score, above[0]) == (sens, spec)
+    if len(above) > 1:
+        assert rates_at(y, score, above[1])[0] < target
     assert point.criterion == "sensitivity" and point.target == target
 
 
 def test_hand_computed_threshold():
     y = np.array([1, 1, 1, 0, 0, 0, 0], bool)
     score = np.array([0.9, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1])
-    assert choose_operating_point("m", y, score, "sensitivity", 0.6).threshold == 0.6  # 2 of 3
-    assert choose_operating_point("m", y, score, "sensitivity", 0.866).threshold == 0.3  # 3 of 3
-    assert choose_operating_point("m", y, score, "specificity", 0.75).threshold == 0.6  # 3 of 4 negatives below
+    # halfway between the score that meets the target and the next lower score
+    assert choose_operating_point("m", y, score, "sensitivity", 0.6).threshold == pytest.approx(0.5)  # 2 of 3
+    assert choose_operating_point("m", y, score, "sensitivity", 0.866).threshold == pytest.approx(0.25)  # 3 of 3
+    assert choose_operating_point("m", y, score, "specificity", 0.75).threshold == pytest.approx(0.5)  # 3 of 4 below
+    assert choose_operating_point("m", y, score, "sensitivity", 1.0).threshold == pytest.approx(0.25)
     assert rates_at(y, score, 0.3) == (1.0, 0.5)
 
 
@@ -42,9 +45,10 @@ def test_specificity_target_is_reached_with_the_best_sensitivity(validation):
     point = choose_operating_point("malignant", y, score, "specificity", 0.9)
     sens, spec = rates_at(y, score, point.threshold)
     assert spec >= 0.9
-    lower = np.sort(score[score < point.threshold])
+    lower = np.unique(score[score < point.threshold])
     if len(lower):
         assert rates_at(y, score, lower[-1])[1] < 0.9
+    assert point.threshold > lower[-1] and point.threshold < score[score >= point.threshold].min() + 1e-12
 
 
 def test_youden_maximises_sensitivity_plus_specificity(validation):

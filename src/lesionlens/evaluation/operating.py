@@ -7,8 +7,9 @@ Three criteria, as clinical studies use them:
 - ``specificity``: the lowest threshold whose specificity reaches the target;
 - ``youden``: the threshold that maximises sensitivity + specificity - 1.
 A case is positive when its score (the summed probabilities of the view's positive classes) is at
-least the threshold. The threshold is exactly a validation score, so on validation data the
-requested sensitivity or specificity is met, not approximated.
+least the threshold. The threshold lies halfway between the validation score that meets the target
+and the next lower one, so on validation data the requested sensitivity or specificity is met
+exactly, and a rounding difference in how the scores are recomputed cannot flip a case.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def choose_operating_point(view: str, y_true: np.ndarray, score: np.ndarray, cri
         i = int(np.flatnonzero(1 - fpr >= target - 1e-12)[-1])
     else:
         i, target = int(np.argmax(tpr - fpr)), None
-    return OperatingPoint(view, float(thresholds[i]), criterion, target)
+    # any threshold in (next lower score, thresholds[i]] makes the same decisions here: take the middle
+    threshold = (thresholds[i] + thresholds[i + 1]) / 2 if i + 1 < len(thresholds) else thresholds[i]
+    return OperatingPoint(view, float(threshold), criterion, target)
 
 
 def rates_at(y_true: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:

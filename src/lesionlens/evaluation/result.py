@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lesionlens.data.labels import VIEW_CLASSES, binary_membership
+from lesionlens.decision import DecisionRule
 from lesionlens.evaluation import metrics as M
 from lesionlens.evaluation.isic import isic_scores
 
@@ -117,10 +118,8 @@ class Evaluation:
         """The same predictions under another temperature and operating points (no new inference)."""
         if self.logits is None:
             raise ValueError("changing the temperature needs the evaluation's logits")
-        z = self.logits / temperature
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return replace(self, probs=e / e.sum(axis=1, keepdims=True), temperature=temperature,
-                       operating_points=dict(operating_points))
+        probs = DecisionRule(tuple(self.classes), temperature).probabilities(self.logits)  # as predict does
+        return replace(self, probs=probs, temperature=temperature, operating_points=dict(operating_points))
 
     def losses(self) -> np.ndarray:
         """Each image's cross-entropy: -log of the probability given to its true class."""
