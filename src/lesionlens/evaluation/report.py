@@ -160,7 +160,8 @@ def _compare(entries: list[Entry], out: Path, resamples: int, seed: int) -> dict
             tests.append({"model_a": first.name, "model_b": e.name, "metric": key, "value_a": d.a, "value_b": d.b,
                           "difference": d.interval.to_dict(), "p_value": d.p_value, "method": d.method,
                           "verdict": _verdict(d.p_value, d.interval.estimate, first.name, e.name)})
-    return {"names": [e.name for e in entries], "table": table, "tests": tests,
+    rules = {e.name: {view: b["decision"] for view, b in e.metrics.get("binary", {}).items()} for e in entries}
+    return {"names": [e.name for e in entries], "table": table, "tests": tests, "rules": rules,
             "n_images": len(first.ev.y_true), "images": {"roc_comparison": _data_uri(roc)}}
 
 
