@@ -169,6 +169,10 @@ def _fmt(x) -> str:
 
 
 def _metric_lines(v: dict) -> list[str]:
+    ci = v.get("confidence_intervals", {})
+    intervals = [f"{label} [{ci[k]['low']:.3f}, {ci[k]['high']:.3f}]" for k, label in
+                 (("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC"),
+                  ("melanoma_auc", "melanoma AUC")) if ci.get(k)]
     lines = [
         f"{v.get('description') or 'Evaluation'}:",
         f"  balanced accuracy {_fmt(v['balanced_accuracy'])}   accuracy {_fmt(v['accuracy'])}   "
@@ -184,6 +188,8 @@ def _metric_lines(v: dict) -> list[str]:
         lines.append(f"  {name + ' vs rest':<22}{b['positives']:>6}{_fmt(b['sensitivity']):>8}"
                      f"{_fmt(b['specificity']):>8}{_fmt(b['ppv']):>8}{_fmt(b['npv']):>8}{_fmt(b['auc']):>8}"
                      f"  {b['auc_grade'] or ''}")
+    if intervals:
+        lines.append("  95% intervals: " + ", ".join(intervals))
     return lines
 
 
@@ -238,7 +244,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         write_evaluation(ev, out, args.bootstrap)
         summary = json.loads((out / "metrics.json").read_text())
-    print("\n".join(_metric_lines(summary)))
+    print("\n".join(_metric_lines(summary) + _rule_lines(card.data)))
     print(f"\nWritten to {out}/: metrics.json, predictions.csv and figures"
           + (f"; report: {out / 'report.html'}" if args.report else ""))
     return 0
