@@ -95,3 +95,5 @@ def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "efficientnet_lite0" in out and "simple_cnn" in out
+    vgg16 = next(line for line in out.splitlines() if line.startswith("vgg16 "))
+    assert "138,357,544" in vgg16 and "15.47" in vgg16 and "timm hub" in vgg16

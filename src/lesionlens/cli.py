@@ -29,6 +29,7 @@ TRAIN_FLAGS = {
     "on_bad_input": "data.on_bad_input", "cache_dir": "data.cache_dir", "workers": "data.num_workers",
     "model": "model.name", "pretrained": "model.pretrained", "weights": "model.weights",
     "image_size": "model.image_size", "drop_rate": "model.drop_rate", "frozen_stages": "model.frozen_stages",
+    "head": "model.head",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "optimizer": "train.optimizer",
     "lr": "train.lr", "weight_decay": "train.weight_decay", "l1": "train.l1", "schedule": "train.schedule",
     "warmup_epochs": "train.warmup_epochs", "label_smoothing": "train.label_smoothing",
@@ -86,6 +87,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--weights", help="local weights file or folder, e.g. ../shared/weights")
     m.add_argument("--image-size", type=int, help="input side in pixels (default: the weights' own)")
     m.add_argument("--drop-rate", type=float, help="dropout before the classifier")
+    m.add_argument("--head", choices=["linear", "avg", "max", "mlp"],
+                   help="top model: the architecture's own head with a new last layer (linear, default), global "
+                        "average or max pooling + a dense layer (avg, max), or flatten + a 256-unit hidden layer (mlp)")
     m.add_argument("--frozen-stages", type=int, help="freeze the stem and this many early stages (default 0)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int)
@@ -360,19 +364,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _models_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the architectures", description="List the registered models.")
+    p = sub.add_parser("models", help="list the architectures",
+                       description="List the registered models: parameters and multiply-accumulates per image "
+                                   "(MACs) at the default input size, and where pretrained weights come from.")
+    p.add_argument("--classes", type=int, default=1000, help="output classes for the counts (default 1000, ImageNet's)")
     p.set_defaults(run=_cmd_models)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from lesionlens.models.registry import MODELS, create_model
+    from lesionlens.models.profile import model_cost
+    from lesionlens.models.registry import MODELS
 
-    print(f"{'name':<20}{'params (7 classes)':>20}{'input':>7}  pretrained weights")
+    print(f"{'name':<20}{'parameters':>13}{'input':>7}{'GMACs':>8}  pretrained weights  ({args.classes} classes)")
     for name, spec in MODELS.items():
-        params = sum(p.numel() for p in create_model(name, 7).parameters())
-        size = spec.preprocessing_for(spec.weights is not None).image_size
+        cost = model_cost(name, args.classes)
         weights = spec.weights.description if spec.weights else "none (train from scratch)"
-        print(f"{name:<20}{params:>20,}{size:>7}  {weights}")
+        print(f"{name:<20}{cost.parameters:>13,}{cost.image_size:>7}{cost.macs / 1e9:>8.2f}  {weights}")
     return 0
 
 

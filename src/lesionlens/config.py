@@ -59,6 +59,10 @@ class ModelConfig:
     weights: str | None = None  # a local weights file or folder (checked by sha256)
     image_size: int | None = None  # default: the pretrained weights' input size
     drop_rate: float = 0.2  # dropout before the classifier
+    # The top model: "linear" keeps the architecture's own head with a new last layer; "avg" / "max"
+    # put global average / max pooling + one dense layer on the feature map; "mlp" flattens it into
+    # a 256-unit hidden layer. See lesionlens.models.heads.
+    head: Literal["linear", "avg", "max", "mlp"] = "linear"
     # Freeze the stem and this many early stages (their batch-norm statistics too): generic
     # low-level filters stay as ImageNet made them, and training skips their costly backward pass.
     frozen_stages: int = 0

@@ -49,8 +49,11 @@ class TrainResult:
 
 
 def resolve_preprocessing(cfg: RunConfig) -> Preprocessing:
-    pre = get_spec(cfg.model.name).preprocessing_for(cfg.model.pretrained)
-    return pre.resized(cfg.model.image_size) if cfg.model.image_size else pre
+    spec = get_spec(cfg.model.name)
+    pre = spec.preprocessing_for(cfg.model.pretrained)
+    pre = pre.resized(cfg.model.image_size) if cfg.model.image_size else pre
+    spec.check_input_size(pre.image_size)
+    return pre
 
 
 def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: bool = True) -> PreparedData:
@@ -116,7 +119,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
 
     model = create_model(cfg.model.name, len(classes), pretrained=cfg.model.pretrained,
                          weights=cfg.model.weights, drop_rate=cfg.model.drop_rate,
-                         frozen_stages=cfg.model.frozen_stages)
+                         frozen_stages=cfg.model.frozen_stages, head=cfg.model.head, image_size=pre.image_size)
     log.info("model %s (%.2fM parameters) at %dpx, %s", cfg.model.name,
              sum(p.numel() for p in model.parameters()) / 1e6, pre.image_size,
              f"ImageNet weights from {model.pretrained_source}" if cfg.model.pretrained else "random initialisation")
@@ -148,7 +151,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     card = {
         "model": {
             "architecture": cfg.model.name, "num_classes": len(classes), "drop_rate": cfg.model.drop_rate,
-            "frozen_stages": cfg.model.frozen_stages, "pretrained": cfg.model.pretrained,
+            "frozen_stages": cfg.model.frozen_stages, "head": cfg.model.head, "pretrained": cfg.model.pretrained,
             "pretrained_source": model.pretrained_source,
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
