@@ -30,7 +30,8 @@ TRAIN_FLAGS = {
     "model": "model.name", "pretrained": "model.pretrained", "weights": "model.weights",
     "image_size": "model.image_size", "drop_rate": "model.drop_rate", "frozen_stages": "model.frozen_stages",
     "head": "model.head",
-    "epochs": "train.epochs", "batch_size": "train.batch_size", "optimizer": "train.optimizer",
+    "strategy": "train.strategy", "unfreeze_every": "train.unfreeze_every", "lr_decay": "train.lr_decay",
+    "features_classifier": "train.features_classifier", "epochs": "train.epochs", "batch_size": "train.batch_size", "optimizer": "train.optimizer",
     "lr": "train.lr", "weight_decay": "train.weight_decay", "l1": "train.l1", "schedule": "train.schedule",
     "warmup_epochs": "train.warmup_epochs", "label_smoothing": "train.label_smoothing",
     "class_weights": "train.class_weights", "logit_adjustment": "train.logit_adjustment",
@@ -44,6 +45,8 @@ examples:
   lesionlens train --data my_images/ --out runs/mine --model simple_cnn --no-pretrained --epochs 20
   lesionlens train --data labels.csv --images photos/ --out runs/csv --labels malignant
   lesionlens train --config configs/default.yaml --data DATA --out runs/x --set train.lr=3e-4
+  lesionlens train --data DATA --out runs/deep --strategy deep --head avg --epochs 8 --unfreeze-every 2
+  lesionlens train --data DATA --out runs/svm --strategy features --features-classifier svm
   lesionlens train --out runs/ham --resume          # continue an interrupted run
 
 --data accepts: a folder of class folders (DATA/<class>/*.jpg, optionally DATA/train|val|test/<class>/);
@@ -90,7 +93,19 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--head", choices=["linear", "avg", "max", "mlp"],
                    help="top model: the architecture's own head with a new last layer (linear, default), global "
                         "average or max pooling + a dense layer (avg, max), or flatten + a 256-unit hidden layer (mlp)")
-    m.add_argument("--frozen-stages", type=int, help="freeze the stem and this many early stages (default 0)")
+    m.add_argument("--frozen-stages", type=int,
+                   help="strategy full: freeze the stem and this many early stages (default 0)")
+    s = p.add_argument_group("transfer learning")
+    s.add_argument("--strategy", choices=["full", "scratch", "baseline", "shallow", "deep", "features"],
+                   help="full: fine-tune everything (default); scratch: random weights (with --no-pretrained); "
+                        "baseline: frozen backbone, new last layer; shallow: frozen backbone, new top model (--head); "
+                        "deep: shallow, then unfreeze one block per --unfreeze-every epochs from the output, "
+                        "each block --lr-decay times slower than the one above; features: frozen-backbone "
+                        "embeddings + --features-classifier")
+    s.add_argument("--unfreeze-every", type=int, help="deep: epochs between unfreezing blocks (default 1)")
+    s.add_argument("--lr-decay", type=float, help="deep: learning-rate factor per block below the top (default 0.5)")
+    s.add_argument("--features-classifier", choices=["logistic", "svm", "random_forest"],
+                   help="features: the scikit-learn classifier on the embeddings (default logistic)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
@@ -137,8 +152,7 @@ def _print_training_summary(result) -> None:
         "",
         f"Bundle written to {out}/",
         f"  {card['model']['architecture']} at {card['preprocessing']['image_size']}px, classes {card['classes']}",
-        f"  trained {t['epochs_run']} epochs in {t['fit_time_s'] / 60:.1f} min "
-        f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}",
+        _run_line(card),
         "",
         *_metric_lines(v),
         *_rule_lines(card),
@@ -147,12 +161,21 @@ def _print_training_summary(result) -> None:
         f"  {out / 'card.json'}  (model card)",
         f"  {out / 'evaluation'}/  (metrics.json with 95% intervals; ROC, precision-recall, confusion matrix,",
         "      reliability diagram, top losses, most-confused pairs)",
-        f"  {out / 'learning_curves.png'}",
+        *([f"  {out / 'learning_curves.png'}"] if "learning_curves" in card["files"] else []),
         "Next:",
         f"  lesionlens evaluate {out} --data OTHER_DATA --report",
         f"  lesionlens predict {out} IMAGE_OR_FOLDER",
     ]
     print("\n".join(lines))
+
+
+def _run_line(card: dict) -> str:
+    t = card["training"]
+    if t["strategy"] == "features":
+        return (f"  strategy features: {card['model']['features_classifier']['kind']} fitted on frozen "
+                f"embeddings in {t['fit_time_s']:.0f} s ({t['train_images_per_s']} images/s)")
+    return (f"  strategy {t['strategy']}: trained {t['epochs_run']} epochs in {t['fit_time_s'] / 60:.1f} min "
+            f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}")
 
 
 def _rule_lines(card: dict) -> list[str]:
@@ -410,6 +433,7 @@ def _quiet_lightning(args: argparse.Namespace) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\..*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r"Found .* in eval mode at the start of training.*")  # frozen batch norm
 
 
 def build_parser() -> argparse.ArgumentParser:

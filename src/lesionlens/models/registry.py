@@ -18,7 +18,7 @@ from torch import nn
 
 from lesionlens.data.images import Preprocessing
 from lesionlens.models.alexnet import AlexNet
-from lesionlens.models.freeze import freeze_stages
+from lesionlens.models.classical import EmbeddingClassifier, scores_from_shape
 from lesionlens.models.heads import HEADS, TopModel, WithHead, head_side_modules, modules_used_by_features, strip_modules
 from lesionlens.models.lenet import LeNet5
 from lesionlens.models.simple import SimpleCNN
@@ -212,15 +212,18 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def create_model(name: str, num_classes: int, pretrained: bool = False, weights: str | Path | None = None,
-                 drop_rate: float = 0.0, frozen_stages: int = 0, head: str = "linear",
-                 image_size: int | None = None) -> nn.Module:
+                 drop_rate: float = 0.0, head: str = "linear", image_size: int | None = None,
+                 classifier: dict | None = None) -> nn.Module:
     """Build a registered model with a new ``num_classes`` head.
 
     ``pretrained=True`` loads its ImageNet weights (see :mod:`lesionlens.models.weights` for the
     sources); the source used is recorded on the model as ``pretrained_source``.
     ``head`` picks the top model (see :mod:`lesionlens.models.heads`); ``mlp`` needs the
     ``image_size`` the model will see, because it flattens the feature map.
-    ``frozen_stages`` freezes the stem and that many early stages (see :mod:`lesionlens.models.freeze`).
+    ``classifier`` (the shape a bundle's card records) puts a fitted embedding classifier (logistic
+    regression, linear SVM, random forest: :mod:`lesionlens.models.classical`) on the backbone's
+    embeddings, to be filled by ``load_state_dict``.
+    Every parameter is trainable; which ones train is the strategy's business (:mod:`lesionlens.models.freeze`).
     """
     spec = get_spec(name)
     if head not in HEADS:
@@ -234,8 +237,14 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, weights:
         log.debug("%s: ImageNet weights from %s", name, model.pretrained_source)
     if head != "linear":
         model = _with_top_model(spec, model, head, num_classes, drop_rate, image_size)
-    freeze_stages(model, frozen_stages)
+    if classifier is not None:
+        model = EmbeddingClassifier(model, scores_from_shape(classifier))
     return model
+
+
+def top_modules(name: str, model: nn.Module) -> list[str]:
+    """The modules of ``model``'s top model: a new top model's ``head``, else the architecture's own head."""
+    return ["head"] if isinstance(model, WithHead) else own_head_modules(name)
 
 
 def own_head_modules(name: str) -> list[str]:
