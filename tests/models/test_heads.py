@@ -9,7 +9,7 @@ from torch import nn
 from lesionlens.models.freeze import freeze_stages
 from lesionlens.models.heads import MLP_HIDDEN, WithHead
 from lesionlens.models.profile import count_parameters, model_cost
-from lesionlens.models.registry import create_model, own_head_modules
+from lesionlens.models.registry import create_model, own_head_modules, top_modules
 
 
 def test_vgg_without_its_dense_layers_is_the_published_convolutional_base():
@@ -69,11 +69,12 @@ def test_max_and_avg_pool_what_their_names_say():
 
 
 def test_a_top_model_keeps_the_backbones_stages_for_freezing():
-    model = create_model("simple_cnn", 3, head="avg", frozen_stages=2)
-    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    assert frozen and all(n.startswith(("backbone.features.0.", "backbone.features.1.", "backbone.features.2."))
-                          for n in frozen)
-    assert all(p.requires_grad for p in model.head.parameters())
+    model = create_model("simple_cnn", 3, head="avg")
+    names = {n for n, _ in model.named_parameters()}
+    frozen = names - freeze_stages(model, top_modules("simple_cnn", model), 2)
+    assert frozen == {n for n in names if n.startswith(("backbone.features.0.", "backbone.features.1.",
+                                                         "backbone.features.2."))}
+    assert {"head.fc.weight", "head.fc.bias"} <= names - frozen
 
 
 def test_unknown_head_is_refused():
