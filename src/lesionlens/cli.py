@@ -6,6 +6,7 @@
     lesionlens calibrate BUNDLE [--target-sensitivity 0.866 | --target-specificity X | --youden]
     lesionlens predict BUNDLE IMAGE_OR_FOLDER... [--out FILE.csv] [--tta flips]
     lesionlens models
+    lesionlens explore --data PATH --out DIR --models A,B --strategies S,T --sizes 128,160 --budget-minutes 60
     lesionlens demo-data DIR
 """
 
@@ -406,6 +407,59 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explore_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explore", help="train a grid of models x strategies x input sizes and rank them",
+        description="Train every combination of --models, --strategies and --sizes on one data set, on the "
+                    "same split, within --budget-minutes; write one bundle per run and leaderboard.csv / "
+                    "leaderboard.html (balanced accuracy, macro and melanoma AUC, parameters, MACs, time, "
+                    "images/s). Runs that cannot fit the budget or cannot run are skipped with the reason.",
+        epilog="example:\n  lesionlens explore --data ../shared/data/ham10000 --weights ../shared/weights "
+               "--out runs/explore \\\n      --models efficientnet_lite0,mobilenet_v2 --strategies shallow,deep,features "
+               "--sizes 128,160 --epochs 3 --budget-minutes 60",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="folder, CSV or official layout of labelled images")
+    p.add_argument("--out", type=Path, required=True, help="folder for the bundles and the leaderboard")
+    p.add_argument("--models", required=True, help="comma-separated architectures (`lesionlens models`)")
+    p.add_argument("--strategies", default="shallow,deep,features", help="comma-separated (default shallow,deep,features)")
+    p.add_argument("--sizes", default="128", help="comma-separated input sizes in pixels (default 128)")
+    p.add_argument("--budget-minutes", type=float, required=True, help="total time for the whole grid")
+    p.add_argument("--config", type=Path, help="YAML of shared settings (defaults otherwise)")
+    p.add_argument("--epochs", type=int, help="epochs of each gradient-trained run")
+    p.add_argument("--head", choices=["linear", "avg", "max", "mlp"], help="top model of every run")
+    p.add_argument("--weights", help="local weights file or folder, e.g. ../shared/weights")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, as for train")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=_cmd_explore)
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from lesionlens.config import load_config, parse_assignment
+    from lesionlens.explore import explore
+
+    overrides = dict(parse_assignment(s) for s in args.set)
+    for key, value in (("train.epochs", args.epochs), ("model.head", args.head), ("model.weights", args.weights)):
+        if value is not None:
+            overrides[key] = value
+    base = load_config(args.config, overrides)
+    _quiet_lightning(args)
+    rows = explore(base, args.data, args.out, _names(args.models), _names(args.strategies),
+                   [int(z) for z in _names(args.sizes)], args.budget_minutes, progress=not args.quiet)
+    print(f"{'model':<20}{'strategy':<10}{'size':>5}{'bal.acc':>9}{'AUC':>7}  status")
+    for r in rows:
+        acc = "" if r.get("balanced_accuracy") is None else f"{r['balanced_accuracy']:.3f}"
+        auc = "" if r.get("macro_auc") is None else f"{r['macro_auc']:.3f}"
+        print(f"{r['model']:<20}{r['strategy']:<10}{r['image_size']:>5}{acc:>9}{auc:>7}  {r['status']}"
+              + (f": {r['reason']}" if r.get("reason") else ""))
+    print(f"\nLeaderboard: {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.html'}")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-data", help="write a small synthetic data set",
                        description="Write a synthetic 3-class image folder for trying the tool without real data.")
@@ -446,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debugging detail")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for add in (_train_parser, _evaluate_parser, _report_parser, _calibrate_parser, _predict_parser, _models_parser,
-                _demo_parser):
+                _explore_parser, _demo_parser):
         add(sub)
     return parser
 

@@ -40,7 +40,7 @@ def model_cost(name: str, num_classes: int = 1000, image_size: int | None = None
     spec = get_spec(name)
     size = image_size or spec.preprocessing_for(spec.weights is not None).image_size
     spec.check_input_size(size)
-    model = meta_model(name, num_classes, **kwargs).eval()
+    model = meta_model(name, num_classes, image_size=size, **kwargs).eval()
     with torch.device("meta"):
         x = torch.empty(1, 3, size, size)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
