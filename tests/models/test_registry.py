@@ -192,3 +192,20 @@ def test_efficientnet_lite_key_conversion():
     converted = efficientnet_lite_to_timm(source, model)
     assert converted.keys() == target.keys()
     assert all(torch.equal(converted[k], target[k]) for k in target)
+
+
+def test_weights_only_the_hub_has_fail_with_a_clear_message_offline(monkeypatch):
+    """No local file, no package-registry copy: the hub is the only source, and without internet
+    (simulated here) the error says what was tried and what to do."""
+    import timm
+
+    build = timm.create_model
+
+    def offline(*args, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("no internet")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(WeightsNotFound, match="(?s)timm hub resnet18: OSError: no internet.*only from timm's hub.*--no-pretrained"):
+        create_model("resnet18", 2, pretrained=True)
