@@ -49,3 +49,42 @@ def test_runs_that_cannot_fit_the_budget_are_skipped_with_the_estimate(class_fol
     (row,) = _rows(out).values()
     assert row["status"] == "skipped" and row["reason"].startswith("needs about")
     assert not (out / "simple_cnn-scratch-64").exists()
+
+
+def test_weights_that_cannot_be_loaded_are_tried_once(class_folder, tmp_path, monkeypatch):
+    """efficientnet_lite0's weights fail (an empty folder, no package registry, no hub: all simulated
+    offline); every later cell of that model says why without trying again."""
+    from lesionlens.models import weights
+
+    calls = []
+    original = weights.load_pretrained
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("lesionlens.models.registry.load_pretrained", counted)
+    monkeypatch.delenv("LESIONLENS_WEIGHTS", raising=False)
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    monkeypatch.setattr(weights.PretrainedWeights, "cached_name", lambda self: "absent.safetensors")
+    monkeypatch.setattr(weights, "_fetch_from_registry", lambda *a: (_ for _ in ()).throw(OSError("offline")))
+    import timm
+
+    build = timm.create_model
+
+    def offline_hub(*args, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("no internet")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline_hub)
+    out = tmp_path / "e"
+    assert main(["explore", "--data", str(class_folder), "--out", str(out), "--models", "efficientnet_lite0",
+                 "--strategies", "shallow,features", "--sizes", "32", "--weights", str(empty),
+                 "--budget-minutes", "10", "-q"]) == 0
+    rows = _rows(out)
+    assert len(calls) == 1
+    assert rows[("efficientnet_lite0", "shallow", "32")]["status"] == "failed"
+    reasons = {r["reason"] for r in rows.values()}
+    assert len(reasons) == 1 and "has no tf_efficientnet_lite0.pth" in reasons.pop()

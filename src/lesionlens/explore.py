@@ -98,6 +98,7 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + budget_minutes * 60
     split: Path | None = None
+    unloadable: dict[str, str] = {}  # model -> why its pretrained weights could not be loaded
     cells = [Cell(m, s, z) for m in models for s in strategies for z in sizes]
     for cell in cells:
         cfg = cell_config(base, cell, str(split) if split else data)
@@ -109,6 +110,8 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
             if cfg.model.pretrained and spec.weights is None:
                 raise ValueError(f"{cell.model} has no pretrained weights (strategy scratch trains it from random ones)")
             check_strategy(cfg)
+            if cfg.model.pretrained and cell.model in unloadable:
+                raise ValueError(unloadable[cell.model])
             cost = model_cost(cell.model, n_classes, cell.image_size, head=cfg.model.head)
             row.update(parameters=cost.parameters, gmacs=round(cost.macs / 1e9, 3))
             estimate = estimate_minutes(cfg, n_images)
@@ -126,10 +129,15 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
             split = split or bundle / "split.csv"
             continue
         log.info("explore: %s (about %.1f min, %.1f left)", cell.name, estimate, left)
+        # a run that takes longer than estimated stops at the deadline, keeping its best epoch
+        cfg.train.max_minutes = min(cfg.train.max_minutes or left, left)
         try:
             result = train(cfg, bundle, progress=progress)
         except (ValueError, WeightsNotFound) as e:
-            row.update(status="failed", reason=str(e).splitlines()[0])
+            reason = " ".join(line.strip() for line in str(e).splitlines())
+            if isinstance(e, WeightsNotFound):
+                unloadable[cell.model] = reason
+            row.update(status="failed", reason=reason)
             continue
         split = split or bundle / "split.csv"
         row.update(status="trained", bundle=str(bundle), **scores(result.card))
