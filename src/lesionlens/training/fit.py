@@ -103,6 +103,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         log.info("resuming %s from %s", out, last_ckpt)
     elif last_ckpt.is_file():
         raise FileExistsError(f"{out} already holds a run; use --resume to continue it or another --out")
+    check_strategy(cfg)  # before any data is read: a combination that cannot run fails at once
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
@@ -120,7 +121,6 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     classes = table.classes
     log.info("classes %s; train %d, validation %d images", classes, len(train_rows), len(val_rows))
 
-    check_strategy(cfg)
     model = create_model(cfg.model.name, len(classes), pretrained=cfg.model.pretrained,
                          weights=cfg.model.weights, drop_rate=cfg.model.drop_rate,
                          head=cfg.model.head, image_size=pre.image_size)
