@@ -95,3 +95,16 @@ def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "efficientnet_lite0" in out and "simple_cnn" in out
+    vgg16 = next(line for line in out.splitlines() if line.startswith("vgg16 "))
+    assert "138,357,544" in vgg16 and "15.47" in vgg16 and "timm hub" in vgg16
+
+
+def test_a_strategy_that_needs_pretrained_weights_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out), "--strategy", "deep", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "strategy 'deep'" in err and "needs pretrained weights" in err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tmp_path), "--out", str(out), "--strategy", "medium", *TINY])
+    assert "invalid choice: 'medium'" in capsys.readouterr().err
+    assert not out.exists()

@@ -6,6 +6,7 @@
     lesionlens calibrate BUNDLE [--target-sensitivity 0.866 | --target-specificity X | --youden]
     lesionlens predict BUNDLE IMAGE_OR_FOLDER... [--out FILE.csv] [--tta flips]
     lesionlens models
+    lesionlens explore --data PATH --out DIR --models A,B --strategies S,T --sizes 128,160 --budget-minutes 60
     lesionlens demo-data DIR
 """
 
@@ -29,7 +30,9 @@ TRAIN_FLAGS = {
     "on_bad_input": "data.on_bad_input", "cache_dir": "data.cache_dir", "workers": "data.num_workers",
     "model": "model.name", "pretrained": "model.pretrained", "weights": "model.weights",
     "image_size": "model.image_size", "drop_rate": "model.drop_rate", "frozen_stages": "model.frozen_stages",
-    "epochs": "train.epochs", "batch_size": "train.batch_size", "optimizer": "train.optimizer",
+    "head": "model.head",
+    "strategy": "train.strategy", "unfreeze_every": "train.unfreeze_every", "lr_decay": "train.lr_decay",
+    "features_classifier": "train.features_classifier", "epochs": "train.epochs", "batch_size": "train.batch_size", "optimizer": "train.optimizer",
     "lr": "train.lr", "weight_decay": "train.weight_decay", "l1": "train.l1", "schedule": "train.schedule",
     "warmup_epochs": "train.warmup_epochs", "label_smoothing": "train.label_smoothing",
     "class_weights": "train.class_weights", "logit_adjustment": "train.logit_adjustment",
@@ -43,6 +46,8 @@ examples:
   lesionlens train --data my_images/ --out runs/mine --model simple_cnn --no-pretrained --epochs 20
   lesionlens train --data labels.csv --images photos/ --out runs/csv --labels malignant
   lesionlens train --config configs/default.yaml --data DATA --out runs/x --set train.lr=3e-4
+  lesionlens train --data DATA --out runs/deep --strategy deep --head avg --epochs 8 --unfreeze-every 2
+  lesionlens train --data DATA --out runs/svm --strategy features --features-classifier svm
   lesionlens train --out runs/ham --resume          # continue an interrupted run
 
 --data accepts: a folder of class folders (DATA/<class>/*.jpg, optionally DATA/train|val|test/<class>/);
@@ -86,7 +91,22 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--weights", help="local weights file or folder, e.g. ../shared/weights")
     m.add_argument("--image-size", type=int, help="input side in pixels (default: the weights' own)")
     m.add_argument("--drop-rate", type=float, help="dropout before the classifier")
-    m.add_argument("--frozen-stages", type=int, help="freeze the stem and this many early stages (default 0)")
+    m.add_argument("--head", choices=["linear", "avg", "max", "mlp"],
+                   help="top model: the architecture's own head with a new last layer (linear, default), global "
+                        "average or max pooling + a dense layer (avg, max), or flatten + a 256-unit hidden layer (mlp)")
+    m.add_argument("--frozen-stages", type=int,
+                   help="strategy full: freeze the stem and this many early stages (default 0)")
+    s = p.add_argument_group("transfer learning")
+    s.add_argument("--strategy", choices=["full", "scratch", "baseline", "shallow", "deep", "features"],
+                   help="full: fine-tune everything (default); scratch: random weights (with --no-pretrained); "
+                        "baseline: frozen backbone, new last layer; shallow: frozen backbone, new top model (--head); "
+                        "deep: shallow, then unfreeze one block per --unfreeze-every epochs from the output, "
+                        "each block --lr-decay times slower than the one above; features: frozen-backbone "
+                        "embeddings + --features-classifier")
+    s.add_argument("--unfreeze-every", type=int, help="deep: epochs between unfreezing blocks (default 1)")
+    s.add_argument("--lr-decay", type=float, help="deep: learning-rate factor per block below the top (default 0.5)")
+    s.add_argument("--features-classifier", choices=["logistic", "svm", "random_forest"],
+                   help="features: the scikit-learn classifier on the embeddings (default logistic)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
@@ -133,8 +153,7 @@ def _print_training_summary(result) -> None:
         "",
         f"Bundle written to {out}/",
         f"  {card['model']['architecture']} at {card['preprocessing']['image_size']}px, classes {card['classes']}",
-        f"  trained {t['epochs_run']} epochs in {t['fit_time_s'] / 60:.1f} min "
-        f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}",
+        _run_line(card),
         "",
         *_metric_lines(v),
         *_rule_lines(card),
@@ -143,12 +162,21 @@ def _print_training_summary(result) -> None:
         f"  {out / 'card.json'}  (model card)",
         f"  {out / 'evaluation'}/  (metrics.json with 95% intervals; ROC, precision-recall, confusion matrix,",
         "      reliability diagram, top losses, most-confused pairs)",
-        f"  {out / 'learning_curves.png'}",
+        *([f"  {out / 'learning_curves.png'}"] if "learning_curves" in card["files"] else []),
         "Next:",
         f"  lesionlens evaluate {out} --data OTHER_DATA --report",
         f"  lesionlens predict {out} IMAGE_OR_FOLDER",
     ]
     print("\n".join(lines))
+
+
+def _run_line(card: dict) -> str:
+    t = card["training"]
+    if t["strategy"] == "features":
+        return (f"  strategy features: {card['model']['features_classifier']['kind']} fitted on frozen "
+                f"embeddings in {t['fit_time_s']:.0f} s ({t['train_images_per_s']} images/s)")
+    return (f"  strategy {t['strategy']}: trained {t['epochs_run']} epochs in {t['fit_time_s'] / 60:.1f} min "
+            f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}")
 
 
 def _rule_lines(card: dict) -> list[str]:
@@ -366,20 +394,76 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _models_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the architectures", description="List the registered models.")
+    p = sub.add_parser("models", help="list the architectures",
+                       description="List the registered models: parameters and multiply-accumulates per image "
+                                   "(MACs) at the default input size, and where pretrained weights come from.")
+    p.add_argument("--classes", type=int, default=1000, help="output classes for the counts (default 1000, ImageNet's)")
     p.set_defaults(run=_cmd_models)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from lesionlens.models.registry import MODELS, create_model
+    from lesionlens.models.profile import model_cost
+    from lesionlens.models.registry import MODELS
 
-    print(f"{'name':<20}{'params (7 classes)':>20}{'input':>7}  pretrained weights")
+    print(f"{'name':<20}{'parameters':>13}{'input':>7}{'GMACs':>8}  pretrained weights  ({args.classes} classes)")
     for name, spec in MODELS.items():
-        params = sum(p.numel() for p in create_model(name, 7).parameters())
-        size = spec.preprocessing_for(spec.weights is not None).image_size
+        cost = model_cost(name, args.classes)
         weights = spec.weights.description if spec.weights else "none (train from scratch)"
-        print(f"{name:<20}{params:>20,}{size:>7}  {weights}")
+        print(f"{name:<20}{cost.parameters:>13,}{cost.image_size:>7}{cost.macs / 1e9:>8.2f}  {weights}")
     return 0
+
+
+def _explore_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explore", help="train a grid of models x strategies x input sizes and rank them",
+        description="Train every combination of --models, --strategies and --sizes on one data set, on the "
+                    "same split, within --budget-minutes; write one bundle per run and leaderboard.csv / "
+                    "leaderboard.html (balanced accuracy, macro and melanoma AUC, parameters, MACs, time, "
+                    "images/s). Runs that cannot fit the budget or cannot run are skipped with the reason.",
+        epilog="example:\n  lesionlens explore --data ../shared/data/ham10000 --weights ../shared/weights "
+               "--out runs/explore \\\n      --models efficientnet_lite0,mobilenet_v2 --strategies shallow,deep,features "
+               "--sizes 128,160 --epochs 3 --budget-minutes 60",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="folder, CSV or official layout of labelled images")
+    p.add_argument("--out", type=Path, required=True, help="folder for the bundles and the leaderboard")
+    p.add_argument("--models", required=True, help="comma-separated architectures (`lesionlens models`)")
+    p.add_argument("--strategies", default="shallow,deep,features", help="comma-separated (default shallow,deep,features)")
+    p.add_argument("--sizes", default="128", help="comma-separated input sizes in pixels (default 128)")
+    p.add_argument("--budget-minutes", type=float, required=True, help="total time for the whole grid")
+    p.add_argument("--config", type=Path, help="YAML of shared settings (defaults otherwise)")
+    p.add_argument("--epochs", type=int, help="epochs of each gradient-trained run")
+    p.add_argument("--head", choices=["linear", "avg", "max", "mlp"], help="top model of every run")
+    p.add_argument("--weights", help="local weights file or folder, e.g. ../shared/weights")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, as for train")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=_cmd_explore)
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from lesionlens.config import load_config, parse_assignment
+    from lesionlens.explore import explore
+
+    overrides = dict(parse_assignment(s) for s in args.set)
+    for key, value in (("train.epochs", args.epochs), ("model.head", args.head), ("model.weights", args.weights)):
+        if value is not None:
+            overrides[key] = value
+    base = load_config(args.config, overrides)
+    _quiet_lightning(args)
+    rows = explore(base, args.data, args.out, _names(args.models), _names(args.strategies),
+                   [int(z) for z in _names(args.sizes)], args.budget_minutes, progress=not args.quiet)
+    print(f"{'model':<20}{'strategy':<10}{'size':>5}{'bal.acc':>9}{'AUC':>7}  status")
+    for r in rows:
+        acc = "" if r.get("balanced_accuracy") is None else f"{r['balanced_accuracy']:.3f}"
+        auc = "" if r.get("macro_auc") is None else f"{r['macro_auc']:.3f}"
+        print(f"{r['model']:<20}{r['strategy']:<10}{r['image_size']:>5}{acc:>9}{auc:>7}  {r['status']}"
+              + (f": {r['reason']}" if r.get("reason") else ""))
+    print(f"\nLeaderboard: {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.html'}")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
@@ -409,6 +493,7 @@ def _quiet_lightning(args: argparse.Namespace) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\..*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r"Found .* in eval mode at the start of training.*")  # frozen batch norm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -421,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debugging detail")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for add in (_train_parser, _evaluate_parser, _report_parser, _calibrate_parser, _predict_parser, _models_parser,
-                _demo_parser):
+                _explore_parser, _demo_parser):
         add(sub)
     return parser
 

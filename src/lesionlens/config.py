@@ -59,13 +59,27 @@ class ModelConfig:
     weights: str | None = None  # a local weights file or folder (checked by sha256)
     image_size: int | None = None  # default: the pretrained weights' input size
     drop_rate: float = 0.2  # dropout before the classifier
-    # Freeze the stem and this many early stages (their batch-norm statistics too): generic
-    # low-level filters stay as ImageNet made them, and training skips their costly backward pass.
+    # The top model: "linear" keeps the architecture's own head with a new last layer; "avg" / "max"
+    # put global average / max pooling + one dense layer on the feature map; "mlp" flattens it into
+    # a 256-unit hidden layer. See lesionlens.models.heads.
+    head: Literal["linear", "avg", "max", "mlp"] = "linear"
+    # With strategy "full": freeze the stem and this many early stages (their batch-norm statistics
+    # too): generic low-level filters stay as ImageNet made them, and training skips their costly
+    # backward pass. The other strategies decide what is frozen themselves.
     frozen_stages: int = 0
 
 
 @dataclass
 class TrainConfig:
+    # The transfer-learning protocol (lesionlens.training.strategies): full fine-tuning (the default
+    # recipe), scratch, baseline (new last layer only), shallow (new top model), deep (then unfreeze
+    # blocks from the output), features (embeddings + a scikit-learn classifier).
+    strategy: Literal["full", "scratch", "baseline", "shallow", "deep", "features"] = "full"
+    unfreeze_every: int = 1  # deep: epochs between unfreezing one more block
+    # deep: each block further from the output learns this much slower; 0.5 over the 7 stages of
+    # EfficientNet puts the stem at lr/128, which barely moves the generic ImageNet filters.
+    lr_decay: float = 0.5
+    features_classifier: Literal["logistic", "svm", "random_forest"] = "logistic"  # strategy features
     epochs: int = 10
     batch_size: int = 32
     optimizer: Literal[

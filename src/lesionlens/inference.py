@@ -21,7 +21,8 @@ def load_model(card: Card) -> nn.Module:
     """The bundle's network in eval mode, weights checked against the card's sha256 by read_card."""
     model_info = card.data["model"]
     model = create_model(card.architecture, len(card.classes), pretrained=False,
-                         drop_rate=model_info.get("drop_rate", 0.0), frozen_stages=model_info.get("frozen_stages", 0))
+                         drop_rate=model_info.get("drop_rate", 0.0), head=model_info.get("head", "linear"),
+                         image_size=card.preprocessing.image_size, classifier=model_info.get("features_classifier"))
     model.load_state_dict(load_file(card.weights_path), strict=True)
     return model.eval()
 

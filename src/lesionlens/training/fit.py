@@ -33,10 +33,13 @@ from lesionlens.data.table import ImageTable
 from lesionlens.data.transforms import train_transform
 from lesionlens.evaluation.calibrate import fit_rule
 from lesionlens.evaluation.evaluate import evaluate_model, write_evaluation
+from lesionlens.models.freeze import set_trainable
 from lesionlens.models.registry import create_model, get_spec
 from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume, plot_learning_curves
 from lesionlens.training.module import MONITOR_MODE, Classifier
+from lesionlens.training.features import fit_embedding_classifier
 from lesionlens.training.progress import EpochReport
+from lesionlens.training.strategies import FreezePlan, GradualUnfreezing, check_strategy, plan_strategy
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,11 @@ class TrainResult:
 
 
 def resolve_preprocessing(cfg: RunConfig) -> Preprocessing:
-    pre = get_spec(cfg.model.name).preprocessing_for(cfg.model.pretrained)
-    return pre.resized(cfg.model.image_size) if cfg.model.image_size else pre
+    spec = get_spec(cfg.model.name)
+    pre = spec.preprocessing_for(cfg.model.pretrained)
+    pre = pre.resized(cfg.model.image_size) if cfg.model.image_size else pre
+    spec.check_input_size(pre.image_size)
+    return pre
 
 
 def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: bool = True) -> PreparedData:
@@ -97,6 +103,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         log.info("resuming %s from %s", out, last_ckpt)
     elif last_ckpt.is_file():
         raise FileExistsError(f"{out} already holds a run; use --resume to continue it or another --out")
+    check_strategy(cfg)  # before any data is read: a combination that cannot run fails at once
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
@@ -116,56 +123,60 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
 
     model = create_model(cfg.model.name, len(classes), pretrained=cfg.model.pretrained,
                          weights=cfg.model.weights, drop_rate=cfg.model.drop_rate,
-                         frozen_stages=cfg.model.frozen_stages)
-    log.info("model %s (%.2fM parameters) at %dpx, %s", cfg.model.name,
+                         head=cfg.model.head, image_size=pre.image_size)
+    log.info("model %s (%.2fM parameters) at %dpx, %s; strategy %s", cfg.model.name,
              sum(p.numel() for p in model.parameters()) / 1e6, pre.image_size,
-             f"ImageNet weights from {model.pretrained_source}" if cfg.model.pretrained else "random initialisation")
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = build_loaders(cfg, pre, data, targets, train_rows, val_rows)
-    weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights)
-    prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
-    module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior)
-
-    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress)
+             f"ImageNet weights from {model.pretrained_source}" if cfg.model.pretrained else "random initialisation",
+             cfg.train.strategy)
+    plan = plan_strategy(model, cfg)
+    set_trainable(model, plan.trainable_at(0))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fit_started = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
-    fit_seconds = time.perf_counter() - fit_started
-
-    best = checkpoint.best_model_path or str(last_ckpt)
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    model = module.model.cpu().eval()
+    if cfg.train.strategy == "features":
+        cache_rows = table.frame["cache_row"].to_numpy()
+        model, fitted = fit_embedding_classifier(model, cfg.train.features_classifier, data.images.array,
+                                                 cache_rows[train_rows], targets[train_rows], pre, len(classes),
+                                                 cfg.train.seed)
+        fit_seconds = time.perf_counter() - fit_started
+        run = {"epochs_run": 0, "best_epoch": None, "best_score": None, "stopped_early": False,
+               "train_images_per_s": round(len(train_rows) / max(fit_seconds, 1e-9), 2)}
+    else:
+        fitted = None
+        model, run = _fit_network(cfg, out, model, plan, pre, data, targets, train_rows, val_rows, resume, progress)
+        fit_seconds = time.perf_counter() - fit_started
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
 
     description = f"{cfg.model.name} on {Path(cfg.data.path).name} (validation split, {len(val_rows)} images)"
     ev = evaluate_model(model, classes, pre, data, val_rows, description)
     ev, rule = fit_rule(ev)  # temperature and the 0.866-sensitivity operating points, on validation
     figures = write_evaluation(ev, out / "evaluation")
-    plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor,
-                         title=f"{cfg.model.name}, {pre.image_size}px, {cfg.train.optimizer} + {cfg.train.schedule}")
-    history = epoch_table(out / "logs")
+    files = {"split": "split.csv"}
+    if fitted is None:
+        plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor,
+                             title=f"{cfg.model.name}, {pre.image_size}px, {cfg.train.optimizer} + {cfg.train.schedule}")
+        files["learning_curves"] = "learning_curves.png"
     summary = ev.summary()
     card = {
         "model": {
             "architecture": cfg.model.name, "num_classes": len(classes), "drop_rate": cfg.model.drop_rate,
-            "frozen_stages": cfg.model.frozen_stages, "pretrained": cfg.model.pretrained,
+            "head": cfg.model.head, "pretrained": cfg.model.pretrained,
             "pretrained_source": model.pretrained_source,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "trainable_parameters": trainable,
+            **({"features_classifier": fitted} if fitted else {}),
         },
         "classes": classes,
         "label_view": cfg.data.labels,
         "preprocessing": pre.to_dict(),
         "training": {
             "config": cfg.to_dict(),
-            "epochs_run": int(trainer.current_epoch),
-            "best_epoch": _best_epoch(history, cfg.train.monitor),
+            "strategy": cfg.train.strategy,
+            # epoch -> the blocks trainable from then on (stem, stage N, top; "last layer" for baseline)
+            "freeze_schedule": plan.schedule(cfg.train.epochs if fitted is None else 1),
+            **run,
             "monitor": cfg.train.monitor,
-            "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-            "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
             "fit_time_s": round(fit_seconds, 1),
             "total_time_s": round(time.perf_counter() - started, 1),
-            "train_images_per_s": _median(history, "train_images_per_s"),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available()
             else f"cpu ({torch.get_num_threads()} threads)",
         },
@@ -177,21 +188,51 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         **rule,
         "validation": {k: summary[k] for k in ("n_images", "accuracy", "balanced_accuracy", "macro_auc",
                                                 "macro_auc_grade", "per_class", "binary")},
-        "files": {name: str(p.relative_to(out)) for name, p in figures.items()}
-                 | {"learning_curves": "learning_curves.png", "split": "split.csv"},
+        "files": {name: str(p.relative_to(out)) for name, p in figures.items()} | files,
     }
     write_card(out, card)
     return TrainResult(out, summary, card)
 
 
+def _fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezePlan, pre: Preprocessing,
+                 data: PreparedData, targets: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+                 resume: bool, progress: bool) -> tuple[torch.nn.Module, dict]:
+    """Gradient training on Lightning; returns the best epoch's model and what the card says of the run."""
+    classes = data.table.classes
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, val_loader = build_loaders(cfg, pre, data, targets, train_rows, val_rows)
+    weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights)
+    prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
+    module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior,
+                        optimized=plan.optimized(), lr_scale=plan.lr_scale())
+    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, plan)
+    last_ckpt = out / "checkpoints" / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
+
+    best = checkpoint.best_model_path or str(last_ckpt)
+    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    history = epoch_table(out / "logs")
+    run = {
+        "epochs_run": int(trainer.current_epoch),
+        "best_epoch": _best_epoch(history, cfg.train.monitor),
+        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
+        "train_images_per_s": _median(history, "train_images_per_s"),
+    }
+    return module.model.cpu().eval(), run
+
+
 def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
-                  progress: bool) -> tuple[L.Trainer, ModelCheckpoint]:
+                  progress: bool, plan: FreezePlan | None = None) -> tuple[L.Trainer, ModelCheckpoint]:
     """A Lightning Trainer with the best-epoch checkpoint, learning curves, CSV (and TensorBoard)
     logs, optional early stopping and a one-line-per-epoch report."""
     mode = MONITOR_MODE[cfg.train.monitor]
     checkpoint = ModelCheckpoint(out / "checkpoints", filename="best", monitor=cfg.train.monitor, mode=mode,
                                  save_last=True, save_top_k=1, enable_version_counter=False)
     callbacks = [checkpoint, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
+    if plan is not None:
+        callbacks.append(GradualUnfreezing(plan))
     if progress:
         callbacks.append(EpochReport())
     if cfg.train.patience is not None:

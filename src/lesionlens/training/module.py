@@ -13,6 +13,7 @@ from lesionlens.config import TrainConfig
 from lesionlens.data.images import Preprocessing
 from lesionlens.evaluation import metrics as M
 from lesionlens.inference import to_input
+from lesionlens.models.freeze import keep_frozen_norms_in_eval
 from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penalty
 
 MONITOR_MODE = {"val_balanced_accuracy": "max", "val_macro_auc": "max", "val_accuracy": "max", "val_loss": "min"}
@@ -23,9 +24,12 @@ class Classifier(L.LightningModule):
     the training device, with the bundle's mean/std."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, pre: Preprocessing,
-                 class_weights: torch.Tensor | None, steps_per_epoch: int, class_prior: torch.Tensor | None = None):
+                 class_weights: torch.Tensor | None, steps_per_epoch: int, class_prior: torch.Tensor | None = None,
+                 optimized: set[str] | None = None, lr_scale: dict[str, float] | None = None):
         super().__init__()
         self.model = model
+        self.optimized = optimized  # parameter names the optimizer holds (None: the trainable ones)
+        self.lr_scale = lr_scale
         self.cfg = cfg
         self.pre = pre
         self.steps_per_epoch = steps_per_epoch
@@ -44,6 +48,12 @@ class Classifier(L.LightningModule):
         self.images_seen = 0
         self.loss_sum = 0.0
         self.epoch_started = self.last_batch_ended = 0.0
+
+    def train(self, mode: bool = True) -> "Classifier":
+        """Lightning switches modes around every validation; frozen batch norm stays in eval mode."""
+        super().train(mode)
+        keep_frozen_norms_in_eval(self.model)
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(to_input(images, self.pre, self.channels_last))
@@ -107,6 +117,6 @@ class Classifier(L.LightningModule):
         self.log("val_macro_auc", auc if np.isfinite(auc) else 0.5, prog_bar=True)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.model, self.cfg)
+        optimizer = build_optimizer(self.model, self.cfg, self.optimized, self.lr_scale)
         scheduler = build_scheduler(optimizer, self.cfg, self.steps_per_epoch, MONITOR_MODE[self.cfg.monitor])
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

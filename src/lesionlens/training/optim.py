@@ -34,21 +34,34 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
 DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.8, "inverse_time": 0.5, "plateau": 0.1}
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def parameter_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
+                     include: set[str] | None = None, lr_scale: dict[str, float] | None = None) -> list[dict]:
     """Weight decay on convolution and linear weights only: decaying biases and normalisation
-    scales pulls them towards zero for no regularising benefit."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "l1": True},
-            {"params": no_decay, "weight_decay": 0.0, "l1": False}]
+    scales pulls them towards zero for no regularising benefit.
+
+    ``include`` names the parameters to optimise (default: those with ``requires_grad``; a strategy
+    that unfreezes later passes them all: frozen ones get no gradient and so no update), and
+    ``lr_scale`` a learning-rate factor per parameter (discriminative rates; default 1).
+    """
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
+        if (name in include) if include is not None else p.requires_grad:
+            scale = (lr_scale or {}).get(name, 1.0)
+            groups.setdefault((scale, p.ndim > 1), []).append(p)
+    out = []
+    for (scale, decayed), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1])):
+        group = {"params": params, "weight_decay": weight_decay if decayed else 0.0, "l1": decayed}
+        if lr is not None:
+            group["lr"] = lr * scale
+        out.append(group)
+    return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, include: set[str] | None = None,
+                    lr_scale: dict[str, float] | None = None) -> Optimizer:
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[cfg.optimizer](parameter_groups(model, cfg.weight_decay), cfg)
+    return OPTIMIZERS[cfg.optimizer](parameter_groups(model, cfg.weight_decay, cfg.lr, include, lr_scale), cfg)
 
 
 def l1_penalty(optimizer: Optimizer) -> torch.Tensor:

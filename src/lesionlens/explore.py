@@ -1,0 +1,187 @@
+"""Explore a grid of architectures x strategies x input sizes on one data set, within a time budget.
+
+    lesionlens explore --data DATA --out runs/explore --models efficientnet_lite0,mobilenet_v2 \\
+        --strategies shallow,deep,features --sizes 128,160 --epochs 3 --budget-minutes 60
+
+Every run trains on the same split (the first run's ``split.csv``, fed back as the data of the
+others) and writes its own bundle under ``OUT/<model>-<strategy>-<size>/``. Before each run its
+cost is estimated from a timed forward/backward pass of the model at its input size; a run that
+would overrun what is left of the budget, or that cannot run at all (no pretrained weights for a
+strategy that needs them), is skipped with the reason. The leaderboard (``leaderboard.csv`` and
+``leaderboard.html``) has one row per grid cell, best balanced accuracy first.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lesionlens.config import RunConfig, config_from_dict
+from lesionlens.models.profile import model_cost
+from lesionlens.models.registry import create_model, get_spec
+from lesionlens.models.weights import WeightsNotFound
+from lesionlens.training.strategies import check_strategy
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["model", "strategy", "head", "image_size", "status", "balanced_accuracy", "macro_auc", "melanoma_auc",
+           "parameters", "gmacs", "train_minutes", "images_per_s", "estimated_minutes", "bundle", "reason"]
+FORWARD_BACKWARD = 3.0  # a training step costs about three forward passes
+OVERHEAD = 1.5  # data loading, validation each epoch, the final evaluation
+
+
+@dataclass
+class Cell:
+    model: str
+    strategy: str
+    image_size: int
+    row: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.strategy}-{self.image_size}"
+
+
+def cell_config(base: RunConfig, cell: Cell, data: str) -> RunConfig:
+    cfg = config_from_dict(base.to_dict())
+    cfg.data.path = data
+    cfg.model.name, cfg.model.image_size, cfg.train.strategy = cell.model, cell.image_size, cell.strategy
+    cfg.model.pretrained = cell.strategy != "scratch"
+    cfg.model.frozen_stages = 0
+    return cfg
+
+
+def seconds_per_image(cfg: RunConfig, batch: int = 8) -> float:
+    """Measured: one forward and backward pass of a batch at the run's input size, per image."""
+    model = create_model(cfg.model.name, 2, head=cfg.model.head, image_size=cfg.model.image_size).train()
+    x = torch.randn(batch, 3, cfg.model.image_size, cfg.model.image_size)
+    started = time.perf_counter()
+    model(x).sum().backward()
+    return (time.perf_counter() - started) / batch
+
+
+def estimate_minutes(cfg: RunConfig, n_images: int) -> float:
+    """Training (forward + backward of every image each epoch; one forward pass for ``features``),
+    plus evaluation and loading."""
+    per_image = seconds_per_image(cfg)
+    if cfg.train.strategy == "features":
+        seconds = n_images * per_image / FORWARD_BACKWARD
+    else:
+        seconds = n_images * per_image * cfg.train.epochs
+    return seconds * OVERHEAD / 60
+
+
+def data_size(base: RunConfig, data: str) -> tuple[int, int]:
+    """How many images a run will train on (its data less the validation share), and the classes."""
+    from lesionlens.data.labels import apply_view
+    from lesionlens.data.load import read_table
+
+    table = apply_view(read_table(data, base.data.format, base.data.images, base.data.group_column), base.data.labels)
+    return max(1, round(len(table) * (1 - base.data.val_fraction - base.data.test_fraction))), len(table.classes)
+
+
+def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies: list[str], sizes: list[int],
+            budget_minutes: float, progress: bool = False) -> list[dict]:
+    """Run the grid; returns the leaderboard rows (also written to ``out``). A cell whose bundle is
+    already in ``out`` is read back, not trained again."""
+    from lesionlens.bundle import read_card
+    from lesionlens.training.fit import train
+
+    n_images, n_classes = data_size(base, data)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + budget_minutes * 60
+    split: Path | None = None
+    unloadable: dict[str, str] = {}  # model -> why its pretrained weights could not be loaded
+    cells = [Cell(m, s, z) for m in models for s in strategies for z in sizes]
+    for cell in cells:
+        cfg = cell_config(base, cell, str(split) if split else data)
+        row = {"model": cell.model, "strategy": cell.strategy, "head": cfg.model.head, "image_size": cell.image_size}
+        cell.row = row
+        try:
+            spec = get_spec(cell.model)
+            spec.check_input_size(cell.image_size)
+            if cfg.model.pretrained and spec.weights is None:
+                raise ValueError(f"{cell.model} has no pretrained weights (strategy scratch trains it from random ones)")
+            check_strategy(cfg)
+            if cfg.model.pretrained and cell.model in unloadable:
+                raise ValueError(unloadable[cell.model])
+            cost = model_cost(cell.model, n_classes, cell.image_size, head=cfg.model.head)
+            row.update(parameters=cost.parameters, gmacs=round(cost.macs / 1e9, 3))
+            estimate = estimate_minutes(cfg, n_images)
+        except ValueError as e:
+            row.update(status="skipped", reason=str(e))
+            continue
+        left = (deadline - time.monotonic()) / 60
+        row["estimated_minutes"] = round(estimate, 2)
+        if estimate > left:
+            row.update(status="skipped", reason=f"needs about {estimate:.1f} min; {max(left, 0):.1f} min of the budget left")
+            continue
+        bundle = out / cell.name
+        if (bundle / "card.json").is_file():
+            row.update(status="trained", bundle=str(bundle), reason="from an earlier explore", **scores(read_card(bundle).data))
+            split = split or bundle / "split.csv"
+            continue
+        log.info("explore: %s (about %.1f min, %.1f left)", cell.name, estimate, left)
+        # a run that takes longer than estimated stops at the deadline, keeping its best epoch
+        cfg.train.max_minutes = min(cfg.train.max_minutes or left, left)
+        try:
+            result = train(cfg, bundle, progress=progress)
+        except (ValueError, WeightsNotFound) as e:
+            reason = " ".join(line.strip() for line in str(e).splitlines())
+            if isinstance(e, WeightsNotFound):
+                unloadable[cell.model] = reason
+            row.update(status="failed", reason=reason)
+            continue
+        split = split or bundle / "split.csv"
+        row.update(status="trained", bundle=str(bundle), **scores(result.card))
+    rows = sorted((c.row for c in cells), key=_rank)
+    write_leaderboard(rows, out, data, budget_minutes)
+    return rows
+
+
+def scores(card: dict) -> dict:
+    """A trained run's leaderboard figures, from its card."""
+    v, t = card["validation"], card["training"]
+    melanoma = v.get("binary", {}).get("melanoma", {}).get("auc")
+    if melanoma is None:
+        melanoma = v.get("per_class", {}).get("mel", {}).get("auc")
+    return {"balanced_accuracy": _round(v["balanced_accuracy"]), "macro_auc": _round(v["macro_auc"]),
+            "melanoma_auc": _round(melanoma), "train_minutes": round(t["fit_time_s"] / 60, 2),
+            "images_per_s": t["train_images_per_s"], "parameters": card["model"]["parameters"]}
+
+
+def _round(x) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def _rank(row: dict) -> tuple:
+    trained = row.get("status") == "trained"
+    return (not trained, -(row.get("balanced_accuracy") or 0.0), row["model"], row["strategy"], row["image_size"])
+
+
+def write_leaderboard(rows: list[dict], out: Path, data: str, budget_minutes: float) -> tuple[Path, Path]:
+    csv_path, html_path = out / "leaderboard.csv", out / "leaderboard.html"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('' if row.get(c) is None else str(row.get(c)))}</td>" for c in COLUMNS)
+        + "</tr>" for row in rows)
+    html_path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>LesionLens explore</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:3px 6px;font-size:13px}</style></head><body>"
+        f"<h1>Explore: {html.escape(data)}</h1><p>Validation figures of each run on the same split; "
+        f"budget {budget_minutes:g} minutes. Best balanced accuracy first; skipped runs say why.</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>")
+    return csv_path, html_path

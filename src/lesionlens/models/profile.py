@@ -1,0 +1,49 @@
+"""What a registered model costs: parameters and multiply-accumulates (MACs) at an input size.
+
+Both are counted on PyTorch's ``meta`` device, where tensors have shapes but no storage: building
+VGG19 and running it there takes milliseconds and no memory, so the table of every model
+(`lesionlens models`) and the parameter-count tests stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lesionlens.models.registry import create_model, get_spec
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    name: str
+    num_classes: int
+    image_size: int
+    parameters: int
+    macs: int  # per image, at image_size; torch.utils.flop_counter counts a multiply-add as 2 FLOPs
+
+
+def meta_model(name: str, num_classes: int, **kwargs) -> torch.nn.Module:
+    """The registered model with shape-only tensors (for counting, never for computing)."""
+    with torch.device("meta"):
+        return create_model(name, num_classes, pretrained=False, **kwargs)
+
+
+def count_parameters(name: str, num_classes: int = 1000, **kwargs) -> int:
+    return sum(p.numel() for p in meta_model(name, num_classes, **kwargs).parameters())
+
+
+def model_cost(name: str, num_classes: int = 1000, image_size: int | None = None, **kwargs) -> ModelCost:
+    """Parameters and MACs per image; ``image_size`` defaults to the pretrained weights' (or, without
+    weights, the model's own) input size."""
+    spec = get_spec(name)
+    size = image_size or spec.preprocessing_for(spec.weights is not None).image_size
+    spec.check_input_size(size)
+    model = meta_model(name, num_classes, image_size=size, **kwargs).eval()
+    with torch.device("meta"):
+        x = torch.empty(1, 3, size, size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    parameters = sum(p.numel() for p in model.parameters())
+    return ModelCost(name, num_classes, size, parameters, counter.get_total_flops() // 2)
