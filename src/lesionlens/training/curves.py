@@ -67,7 +67,9 @@ def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, 
     ax = axes[2]
     if "lr" in df:
         ax.plot(df.index, df["lr"], "-o", ms=4)
-    ax.set(xlabel="epoch", ylabel="learning rate (end of epoch)", title="learning rate", yscale="log")
+    positive = "lr" in df and (df["lr"].dropna() > 0).all() and df["lr"].notna().any()
+    ax.set(xlabel="epoch", ylabel="learning rate (end of epoch)", title="learning rate",
+           yscale="log" if positive else "linear")
     for a in axes:
         a.grid(alpha=0.3)
         a.xaxis.get_major_locator().set_params(integer=True)

@@ -229,8 +229,12 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
     logs, optional early stopping and a one-line-per-epoch report."""
     mode = MONITOR_MODE[cfg.train.monitor]
     checkpoint = ModelCheckpoint(out / "checkpoints", filename="best", monitor=cfg.train.monitor, mode=mode,
-                                 save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [checkpoint, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
+                                 save_top_k=1, enable_version_counter=False)
+    # Lightning's save_last rewrites last.ckpt only in epochs that improve the monitored metric, so
+    # --resume would go back to the best epoch; this second callback writes it after every epoch.
+    every_epoch = ModelCheckpoint(out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                                  enable_version_counter=False)
+    callbacks = [checkpoint, every_epoch, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
     if plan is not None:
         callbacks.append(GradualUnfreezing(plan))
     if progress:
