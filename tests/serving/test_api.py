@@ -161,3 +161,21 @@ def test_preprocessing_is_the_bundles(exported_bundle):
     assert model.preprocessing.image_size == 32
     x = np.zeros((2, 3, 32, 32), np.float32)
     assert model.run(x).logits.shape == (2, 3)
+
+
+@pytest.mark.shared
+def test_server_and_predict_agree_on_real_images(client, exported_bundle, shared):
+    """Real HAM10000 JPEGs (600x450, decoded through the JPEG draft path) give the same probabilities."""
+    files = sorted((shared / "data" / "ham10000" / "images").glob("*.jpg"))[:12]
+    rows = predict_paths(exported_bundle, files)
+    for f, row in zip(files, rows):
+        served = _post(client, f.read_bytes(), f.name).json()["probabilities"]
+        assert max(abs(p - row[f"p_{c}"]) for c, p in served.items()) <= 1e-4, f
+
+
+@pytest.mark.shared
+def test_export_checks_on_real_images(bundle_copy, shared):
+    from lesionlens.export import export_bundle
+
+    record = export_bundle(bundle_copy, [shared / "data" / "ham10000" / "images"], check_limit=40)
+    assert record["check"]["images"].startswith("40 images from") and record["check"]["max_abs_prob_diff"] <= 1e-4

@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from hostile import corpus, encode, _photo
+from serving.hostile import corpus, encode, _photo
 from PIL import Image
 
 from lesionlens.data.images import Preprocessing
@@ -102,7 +102,7 @@ def test_colour_modes_decode_to_the_same_pixels_as_their_rgb():
     grey = photo.convert("L")
     rgb = decode_upload(encode(photo, "PNG"), PRE, 10**6)
     grey_rgb = decode_upload(encode(grey.convert("RGB"), "PNG"), PRE, 10**6)
-    from hostile import png_raw
+    from serving.hostile import png_raw
 
     sixteen_grey = png_raw(96, 72, 16, 0, rows=b"".join(
         b"\0" + (np.asarray(grey, np.uint16)[y] * 257).astype(">u2").tobytes() for y in range(72)))

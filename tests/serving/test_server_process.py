@@ -7,8 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from hostile import corpus
-from test_hostile import check_answer
+from serving.hostile import corpus
+from serving.test_hostile import check_answer
 
 CLIENTS = 8
 REQUESTS_EACH = 25
