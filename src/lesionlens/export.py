@@ -209,6 +209,8 @@ def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_li
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, with_features: bool) -> None:
+    for name in ("onnx_ir", "onnxscript"):  # one INFO line per rewritten initializer
+        logging.getLogger(name).setLevel(logging.WARNING)
     batch = torch.export.Dim("batch", min=1, max=4096)
     outputs = ["logits", "features"] if with_features else ["logits"]
     program = torch.onnx.export(module, (example,), dynamo=True, opset_version=OPSET, external_data=False,
