@@ -52,6 +52,8 @@ def main(bundle: str, image: str) -> int:
         else:
             print("the server did not become ready in 60 s", file=sys.stderr)
             return 1
+        with urllib.request.urlopen(f"{base}/", timeout=10) as r:  # the page ships as package data
+            assert "not a diagnosis" in r.read().decode().lower(), "the web page is missing"
         body, content_type = _multipart(Path(image))
         request = urllib.request.Request(f"{base}/v1/predict?explain=true", body, {"Content-Type": content_type})
         with urllib.request.urlopen(request, timeout=30) as r:
