@@ -27,7 +27,7 @@ if [ -d "$SHARED/data/ham10000" ]; then
   if [ -d "$SHARED/data/isic2017" ]; then
     echo
     echo "External test: ISIC 2017 test set (other clinics and cameras; expect lower figures)"
-    "$ll" evaluate "$bundle" --data "$SHARED/data/isic2017" --split test --out "$bundle/evaluations/isic2017-test"
+    "$ll" evaluate "$bundle" --data "$SHARED/data/isic2017" --split test --out "$bundle/evaluations/isic2017-test" --report
   fi
 else
   echo "No real data found at $SHARED/data/ham10000."

@@ -1,8 +1,10 @@
 """The ``lesionlens`` command: thin subcommands that parse arguments and call the library.
 
     lesionlens train --data PATH --out DIR [--config FILE.yaml] [flags]
-    lesionlens evaluate BUNDLE --data PATH [--out DIR]
-    lesionlens predict BUNDLE IMAGE_OR_FOLDER... [--out FILE.csv]
+    lesionlens evaluate BUNDLE --data PATH [--out DIR] [--tta flips] [--report]
+    lesionlens report BUNDLE [BUNDLE...] --data PATH --out DIR
+    lesionlens calibrate BUNDLE [--target-sensitivity 0.866 | --target-specificity X | --youden]
+    lesionlens predict BUNDLE IMAGE_OR_FOLDER... [--out FILE.csv] [--tta flips]
     lesionlens models
     lesionlens demo-data DIR
     lesionlens export BUNDLE [--int8]
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -136,18 +139,31 @@ def _print_training_summary(result) -> None:
         f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}",
         "",
         *_metric_lines(v),
+        *_rule_lines(card),
         "",
         "Files:",
         f"  {out / 'card.json'}  (model card)",
-        f"  {out / 'evaluation' / 'metrics.json'}",
-        f"  {out / 'evaluation' / 'roc.png'}",
-        f"  {out / 'evaluation' / 'confusion_matrix.png'}",
+        f"  {out / 'evaluation'}/  (metrics.json with 95% intervals; ROC, precision-recall, confusion matrix,",
+        "      reliability diagram, top losses, most-confused pairs)",
         f"  {out / 'learning_curves.png'}",
         "Next:",
-        f"  lesionlens evaluate {out} --data OTHER_DATA",
+        f"  lesionlens evaluate {out} --data OTHER_DATA --report",
         f"  lesionlens predict {out} IMAGE_OR_FOLDER",
     ]
     print("\n".join(lines))
+
+
+def _rule_lines(card: dict) -> list[str]:
+    """The decision rule fitted on validation data, in a line or two."""
+    lines = []
+    if "calibration" in card:
+        c = card["calibration"]
+        lines.append(f"  temperature {c['temperature']:.3f} (validation ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f})")
+    for view, p in card.get("operating_points", {}).items():
+        lines.append(f"  {view} decision: p_{view} >= {p['threshold']:.4f} for {p['criterion']} "
+                     f"{p['target'] if p['target'] is not None else ''}: validation sensitivity "
+                     f"{p['validation_sensitivity']:.3f}, specificity {p['validation_specificity']:.3f}")
+    return lines
 
 
 def _fmt(x) -> str:
@@ -155,6 +171,10 @@ def _fmt(x) -> str:
 
 
 def _metric_lines(v: dict) -> list[str]:
+    ci = v.get("confidence_intervals", {})
+    intervals = [f"{label} [{ci[k]['low']:.3f}, {ci[k]['high']:.3f}]" for k, label in
+                 (("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC"),
+                  ("melanoma_auc", "melanoma AUC")) if ci.get(k)]
     lines = [
         f"{v.get('description') or 'Evaluation'}:",
         f"  balanced accuracy {_fmt(v['balanced_accuracy'])}   accuracy {_fmt(v['accuracy'])}   "
@@ -170,7 +190,23 @@ def _metric_lines(v: dict) -> list[str]:
         lines.append(f"  {name + ' vs rest':<22}{b['positives']:>6}{_fmt(b['sensitivity']):>8}"
                      f"{_fmt(b['specificity']):>8}{_fmt(b['ppv']):>8}{_fmt(b['npv']):>8}{_fmt(b['auc']):>8}"
                      f"  {b['auc_grade'] or ''}")
+    if intervals:
+        lines.append("  95% intervals: " + ", ".join(intervals))
     return lines
+
+
+TTA_HELP = ("test-time augmentation: average the logits over mirror images (flips: 4 views) or all 8 "
+            "flips and 90-degree rotations (d4); costs 4x or 8x the time")
+
+
+def _data_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required, help="folder, CSV or official layout of labelled images")
+    p.add_argument("--format", default="auto", choices=["auto", "folder", "csv", "ham10000", "isic2018", "isic2017"])
+    p.add_argument("--images", help="folder of the CSV's images, when not beside it")
+    p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
+                   help="which images: auto = the bundle's validation split on its own training data, "
+                        "else the test partition if there is one, else all")
+    p.add_argument("--cache-dir")
 
 
 def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
@@ -178,31 +214,130 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="evaluate a bundle on labelled images",
         description="Evaluate a bundle on any labelled data: metrics.json (accuracy, balanced accuracy, "
                     "per-class sensitivity/specificity/PPV/NPV, one-vs-rest and macro AUC with grades, "
-                    "malignant and melanoma views) plus ROC and confusion-matrix plots.",
+                    "malignant and melanoma views at the bundle's operating points, the ISIC challenge "
+                    "metric set, 95%% bootstrap intervals, calibration) plus figures: ROC, precision-recall, "
+                    "confusion matrix, reliability diagram, top losses, most-confused pairs.",
     )
     p.add_argument("bundle", type=Path, help="folder written by `lesionlens train`")
-    p.add_argument("--data", required=True, help="folder, CSV or official layout of labelled images")
+    _data_arguments(p)
     p.add_argument("--out", type=Path, help="where to write (default BUNDLE/evaluations/<data>-<split>)")
-    p.add_argument("--format", default="auto", choices=["auto", "folder", "csv", "ham10000", "isic2018", "isic2017"])
-    p.add_argument("--images", help="folder of the CSV's images, when not beside it")
-    p.add_argument("--split", default="auto", choices=["auto", "train", "val", "test", "all"],
-                   help="which images: auto = the bundle's validation split on its own training data, "
-                        "else the test partition if there is one, else all")
+    p.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help=TTA_HELP)
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
+    p.add_argument("--report", action="store_true", help="also write report.html (self-contained) and report.json")
     p.add_argument("--on-bad-input", default="stop", choices=["stop", "skip"])
-    p.add_argument("--cache-dir")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lesionlens.bundle import read_card
-    from lesionlens.evaluation.evaluate import evaluate_bundle
+    from lesionlens.evaluation.evaluate import predict_split, write_evaluation
 
     card = read_card(args.bundle)
-    ev, out = evaluate_bundle(card, args.data, args.out, args.format, args.images, args.split,
-                              args.on_bad_input, args.cache_dir, progress=not args.quiet)
-    print("\n".join(_metric_lines(ev.summary())))
-    print(f"\nWritten to {out}/: metrics.json, predictions.csv, roc.png, confusion_matrix.png")
+    ev, out = predict_split(card, args.data, args.out, args.format, args.images, args.split,
+                            args.on_bad_input, args.cache_dir, args.tta, progress=not args.quiet)
+    if args.report:
+        from lesionlens.evaluation.report import evaluate_entry, write_report
+
+        entry = evaluate_entry(card.path.name, card, ev, out, args.bootstrap)
+        html, _ = write_report([entry], out, args.data, args.bootstrap)
+        summary = entry.metrics
+    else:
+        write_evaluation(ev, out, args.bootstrap)
+        summary = json.loads((out / "metrics.json").read_text())
+    print("\n".join(_metric_lines(summary) + _rule_lines(card.data)))
+    print(f"\nWritten to {out}/: metrics.json, predictions.csv and figures"
+          + (f"; report: {out / 'report.html'}" if args.report else ""))
+    return 0
+
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="one self-contained HTML report of one or several bundles",
+        description="Evaluate one or several bundles on the same labelled images and write report.html "
+                    "(every figure embedded: opens anywhere, offline) and report.json. With several bundles "
+                    "the report adds a side-by-side table, overlaid ROC curves and paired tests of each "
+                    "against the first (bootstrap of the difference, DeLong for AUCs).",
+        epilog="example:\n  lesionlens report runs/a runs/b --data ../shared/data/isic2017 --out reports/a-vs-b",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
+    _data_arguments(p)
+    p.add_argument("--out", type=Path, required=True, help="folder for report.html, report.json and each bundle's figures")
+    p.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help=TTA_HELP)
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from lesionlens.bundle import read_card
+    from lesionlens.evaluation.evaluate import predict_split
+    from lesionlens.evaluation.report import check_same_images, evaluate_entry, write_report
+
+    names = _unique_names(args.bundles)
+    predicted = {}
+    for name, bundle in zip(names, args.bundles):
+        card = read_card(bundle)
+        predicted[name] = (card, *predict_split(card, args.data, args.out / name, args.format, args.images,
+                                                args.split, "stop", args.cache_dir, args.tta, progress=not args.quiet))
+    check_same_images({name: ev for name, (_, ev, _) in predicted.items()})
+    entries = []
+    for name, (card, ev, folder) in predicted.items():
+        entries.append(evaluate_entry(name, card, ev, folder, args.bootstrap))
+        print("\n".join(_metric_lines(entries[-1].metrics)) + "\n")
+    html, js = write_report(entries, args.out, args.data, args.bootstrap)
+    print(f"Report: {html}\n        {js}")
+    return 0
+
+
+def _unique_names(bundles: list[Path]) -> list[str]:
+    """Each bundle's folder name, made unique with its parent's where two are the same."""
+    names = [b.resolve().name for b in bundles]
+    return [f"{b.resolve().parent.name}-{n}" if names.count(n) > 1 else n for b, n in zip(bundles, names)]
+
+
+def _calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit the temperature and the malignant / melanoma operating points",
+        description="Fit temperature scaling and choose, for each clinical view (malignant, melanoma), the "
+                    "decision threshold on validation data; store both in the bundle's card, where predict, "
+                    "evaluate and the server use them. Training already does this with the defaults "
+                    "(target sensitivity 0.866, the dermatologists' figure in Haenssle et al. 2018).",
+    )
+    p.add_argument("bundle", type=Path)
+    _data_arguments(p, required=False)
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--target-sensitivity", type=float, help="highest threshold reaching this sensitivity (default 0.866)")
+    target.add_argument("--target-specificity", type=float, help="lowest threshold reaching this specificity")
+    target.add_argument("--youden", action="store_true", help="the threshold maximising sensitivity + specificity - 1")
+    p.add_argument("--no-temperature", action="store_true", help="keep the plain softmax (temperature 1)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(run=_cmd_calibrate)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from lesionlens.evaluation.calibrate import calibrate_bundle
+    from lesionlens.evaluation.operating import DERMATOLOGIST_SENSITIVITY
+
+    if args.youden:
+        criterion, target = "youden", None
+    elif args.target_specificity is not None:
+        criterion, target = "specificity", args.target_specificity
+    else:
+        criterion, target = "sensitivity", args.target_sensitivity or DERMATOLOGIST_SENSITIVITY
+    card, ev, out = calibrate_bundle(args.bundle, args.data, args.split, criterion, target, not args.no_temperature,
+                                     args.format, args.images, args.cache_dir, progress=not args.quiet)
+    c = card.data["calibration"]
+    print(f"Fitted on {c['fitted_on']}:")
+    print(f"  temperature {c['temperature']:.3f}: ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}, "
+          f"NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}, Brier {c['brier_before']:.3f} -> {c['brier_after']:.3f}")
+    for view, p in card.data["operating_points"].items():
+        print(f"  {view}: positive when p_{view} >= {p['threshold']:.4f} ({p['criterion']}"
+              f"{'' if p['target'] is None else ' ' + format(p['target'], '.3f')}): validation sensitivity "
+              f"{p['validation_sensitivity']:.3f}, specificity {p['validation_specificity']:.3f}")
+    print(f"Stored in {card.path / 'card.json'}; validation figures in {out}/")
     return 0
 
 
@@ -215,13 +350,16 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", type=Path)
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     p.add_argument("--out", type=Path, help="write a CSV here instead of printing a table")
+    p.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help=TTA_HELP)
     p.set_defaults(run=_cmd_predict)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from lesionlens.predict import predict_paths, write_predictions
+    from lesionlens.predict import describe_rule, predict_paths, write_predictions
 
-    rows = predict_paths(args.bundle, args.inputs)
+    rows = predict_paths(args.bundle, args.inputs, args.tta)
+    for line in describe_rule(args.bundle):
+        print(f"# {line}", file=sys.stderr)
     write_predictions(rows, args.out)
     if args.out:
         print(f"{len(rows)} predictions written to {args.out}")
@@ -387,8 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lesionlens {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debugging detail")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (_train_parser, _evaluate_parser, _predict_parser, _models_parser, _demo_parser,
-                _export_parser, _serve_parser):
+    for add in (_train_parser, _evaluate_parser, _report_parser, _calibrate_parser, _predict_parser, _models_parser,
+                _demo_parser, _export_parser, _serve_parser):
         add(sub)
     return parser
 

@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lesionlens.bundle import Card, read_card
+from lesionlens.decision import DecisionRule
 from lesionlens.data.images import ImageDecodeError, Preprocessing, preprocess_image
 from lesionlens.models.registry import create_model
 
@@ -33,10 +34,28 @@ def to_input(batch: torch.Tensor, pre: Preprocessing, channels_last: bool = True
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+# Test-time augmentation: the views of each image whose logits are averaged. "flips" is the
+# horizontal and vertical mirror images; "d4" adds the 90-degree rotations (all 8 symmetries of the
+# square). Dermoscopy has no up or down, so every view is an image the model could have seen.
+TTA_VIEWS = {
+    "none": ((0, False),),
+    "flips": ((0, False), (0, True), (2, False), (2, True)),
+    "d4": tuple((k, f) for k in range(4) for f in (False, True)),
+}
+
+
+def _view(x: torch.Tensor, quarter_turns: int, mirror: bool) -> torch.Tensor:
+    x = torch.rot90(x, quarter_turns, dims=(2, 3)) if quarter_turns else x
+    return torch.flip(x, dims=(3,)) if mirror else x
+
+
 @torch.inference_mode()
-def predict_probs(model: nn.Module, images: np.ndarray, pre: Preprocessing, rows: np.ndarray | None = None,
-                  batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """Softmax probabilities for ``images[rows]`` (N x H x W x 3 uint8, e.g. the decoded cache)."""
+def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, rows: np.ndarray | None = None,
+                   batch_size: int = 64, tta: str = "none", progress: bool = False) -> np.ndarray:
+    """Logits for ``images[rows]`` (N x H x W x 3 uint8, e.g. the decoded cache), averaged over the
+    test-time augmentation views ``tta`` (see ``TTA_VIEWS``)."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {list(TTA_VIEWS)}")
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     device = next(model.parameters()).device
     model = model.to(memory_format=torch.channels_last).eval()
@@ -44,23 +63,39 @@ def predict_probs(model: nn.Module, images: np.ndarray, pre: Preprocessing, rows
     for start in tqdm(range(0, len(rows), batch_size), disable=None if progress else True, desc="predicting", leave=False):
         idx = rows[start:start + batch_size]
         batch = torch.from_numpy(np.ascontiguousarray(images[idx]))
-        x = to_input(batch.permute(0, 3, 1, 2).to(device), pre)
-        out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
+        x = to_input(batch.permute(0, 3, 1, 2).to(device), pre, channels_last=False)
+        views = [model(_view(x, k, f).contiguous(memory_format=torch.channels_last)).float()
+                 for k, f in TTA_VIEWS[tta]]
+        out.append(torch.stack(views).mean(dim=0).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.get_classifier().out_features), np.float32)
 
 
-class Predictor:
-    """A bundle ready to predict: ``Predictor(path).predict_files([...])``."""
+def predict_probs(model: nn.Module, images: np.ndarray, pre: Preprocessing, rows: np.ndarray | None = None,
+                  batch_size: int = 64, tta: str = "none", temperature: float = 1.0,
+                  progress: bool = False) -> np.ndarray:
+    """Softmax of the (averaged) logits divided by ``temperature``."""
+    logits = predict_logits(model, images, pre, rows, batch_size, tta, progress)
+    return torch.softmax(torch.from_numpy(logits).double() / temperature, dim=1).numpy()
 
-    def __init__(self, bundle: str | Path):
+
+class Predictor:
+    """A bundle ready to predict: ``Predictor(path).predict_files([...])``. Probabilities use the
+    bundle's temperature and decisions its operating points (:class:`~lesionlens.decision.DecisionRule`)."""
+
+    def __init__(self, bundle: str | Path, tta: str = "none"):
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {list(TTA_VIEWS)}")
         self.card = read_card(bundle)
         self.model = load_model(self.card)
         self.preprocessing = self.card.preprocessing
         self.classes = self.card.classes
+        self.rule = DecisionRule.from_card(self.card.data)
+        self.tta = tta
 
     def predict_array(self, images: np.ndarray, rows: np.ndarray | None = None,
                       progress: bool = False) -> np.ndarray:
-        return predict_probs(self.model, images, self.preprocessing, rows, progress=progress)
+        logits = predict_logits(self.model, images, self.preprocessing, rows, tta=self.tta, progress=progress)
+        return self.rule.probabilities(logits)
 
     def predict_files(self, paths: list[Path], workers: int = 2) -> tuple[np.ndarray, dict[int, str]]:
         """Probabilities for the files that could be decoded, and why the others could not."""

@@ -6,8 +6,9 @@ import csv
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from lesionlens.data.images import IMAGE_SUFFIXES
-from lesionlens.data.labels import binary_membership
 from lesionlens.inference import Predictor
 
 
@@ -28,13 +29,15 @@ def collect_images(inputs: list[Path]) -> list[tuple[Path, str | None]]:
     return found
 
 
-def predict_paths(bundle: Path, inputs: list[Path]) -> list[dict]:
-    """Rows of ``path, predicted, confidence, p_<class>..., p_malignant, p_melanoma, error``."""
-    predictor = Predictor(bundle)
+def predict_paths(bundle: Path, inputs: list[Path], tta: str = "none") -> list[dict]:
+    """Rows of ``path, predicted, confidence, p_<class>..., p_malignant, malignant, p_melanoma,
+    melanoma, error``; ``malignant`` and ``melanoma`` are the decisions ("positive"/"negative") at the
+    bundle's operating points, or by the argmax class where it has none (see ``describe_rule``)."""
+    predictor = Predictor(bundle, tta)
     items = collect_images(inputs)
     todo = [i for i, (_, err) in enumerate(items) if err is None]
     probs, failures = predictor.predict_files([items[i][0] for i in todo])
-    views = {v: binary_membership(predictor.classes, v) for v in ("malignant", "melanoma")}
+    decisions = predictor.rule.decide(probs) if len(probs) else {}
     rows: list[dict] = [{"path": str(p), "error": err} for p, err in items]
     k = 0
     for j, i in enumerate(todo):
@@ -46,10 +49,31 @@ def predict_paths(bundle: Path, inputs: list[Path]) -> list[dict]:
         best = int(p.argmax())
         rows[i].update(predicted=predictor.classes[best], confidence=float(p[best]))
         rows[i].update({f"p_{c}": float(v) for c, v in zip(predictor.classes, p)})
-        for view, mask in views.items():
-            if mask is not None and f"p_{view}" not in rows[i]:
-                rows[i][f"p_{view}"] = float(p[mask].sum())
+        for view, d in decisions.items():
+            if f"p_{view}" not in rows[i]:  # a binary bundle's own class is already a column
+                rows[i][f"p_{view}"] = float(d["score"][k - 1])
+            rows[i][view] = "positive" if d["positive"][k - 1] else "negative"
     return rows
+
+
+def describe_rule(bundle: Path) -> list[str]:
+    """One line per clinical view saying how its decision is made."""
+    from lesionlens.bundle import read_card
+    from lesionlens.decision import DecisionRule
+
+    rule = DecisionRule.from_card(read_card(bundle, verify=False).data)
+    points = {p.view: p for p in rule.operating_points}
+    lines = [f"probabilities at temperature {rule.temperature:.3f}" if rule.temperature != 1.0
+             else "probabilities: plain softmax (no temperature in the bundle; `lesionlens calibrate` fits one)"]
+    for view in rule.view_scores(np.zeros((1, len(rule.classes)))):
+        p = points.get(view)
+        if p is None:
+            lines.append(f"{view}: positive when the top class is a {view} class (no operating point in the bundle)")
+        else:
+            target = f" {p.target:.3f}" if p.target is not None else ""
+            lines.append(f"{view}: positive when p_{view} >= {p.threshold:.4f} (chosen for {p.criterion}{target} "
+                         "on validation data)")
+    return lines
 
 
 def write_predictions(rows: list[dict], out: Path | None) -> None:
@@ -72,6 +96,10 @@ def write_predictions(rows: list[dict], out: Path | None) -> None:
         if r.get("error"):
             print(f"{r['path']:<{width}}  ERROR: {r['error']}")
             continue
-        probs = "  ".join(f"{r.get(c, float('nan')):>{len(c)}.3f}" for c in columns[3:-1])
+        probs = "  ".join(_cell(r.get(c, float("nan")), len(c)) for c in columns[3:-1])
         print(f"{r['path']:<{width}}  {r['predicted']:<14}{r['confidence']:>7.3f}  {probs}")
     sys.stdout.flush()
+
+
+def _cell(value, width: int) -> str:
+    return f"{value:>{width}.3f}" if isinstance(value, float) else f"{value:>{width}}"

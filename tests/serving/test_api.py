@@ -40,10 +40,14 @@ def test_predict_returns_probabilities_decision_model_and_timing(client, tmp_pat
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-6
     assert body["top_class"] == max(body["probabilities"], key=body["probabilities"].get)
     mal = body["decision"]["malignant"]
-    assert mal["rule"] == {"criterion": "argmax"}
-    assert mal["positive"] == (body["top_class"] in {"mel", "bcc"})
     assert abs(mal["score"] - body["probabilities"]["mel"] - body["probabilities"]["bcc"]) < 1e-9
-    assert "no operating point" in body["decision_basis"]
+    point = json.loads((client.app.state.service.model.card.path / "card.json").read_text()).get(
+        "operating_points", {}).get("malignant")
+    if point:  # training fits operating points on validation data and stores them in the card
+        assert mal["rule"]["threshold"] == point["threshold"]
+        assert mal["positive"] == (mal["score"] >= point["threshold"])
+    else:
+        assert mal["rule"] == {"criterion": "argmax"} and mal["positive"] == (body["top_class"] in {"mel", "bcc"})
     assert body["model"]["architecture"] == "tiny_cnn" and body["model"]["runtime"].startswith("onnxruntime")
     assert body["timing"]["total_ms"] >= body["timing"]["model_ms"] > 0
     assert "not a diagnosis" in body["disclaimer"]
@@ -79,6 +83,19 @@ def test_operating_point_and_temperature_from_the_card_are_used(bundle_copy, tmp
     assert body["decision"]["malignant"]["rule"]["threshold"] == 0.0
     assert body["decision"]["melanoma"]["rule"] == {"criterion": "argmax"}
     assert "operating point in the bundle card" in body["decision_basis"] and "temperature 2" in body["decision_basis"]
+
+
+def test_without_operating_points_the_decision_is_the_top_class_and_says_so(bundle_copy, tmp_path):
+    card = json.loads((bundle_copy / "card.json").read_text())
+    card.pop("operating_points", None)
+    card.pop("calibration", None)
+    (bundle_copy / "card.json").write_text(json.dumps(card))
+    with TestClient(create_app(bundle_copy)) as c:
+        body = _post(c, _jpeg(tmp_path)).json()
+    for view, classes in (("malignant", {"mel", "bcc"}), ("melanoma", {"mel"})):
+        assert body["decision"][view]["rule"] == {"criterion": "argmax"}
+        assert body["decision"][view]["positive"] == (body["top_class"] in classes)
+    assert "no operating point" in body["decision_basis"] and "plain softmax" in body["decision_basis"]
 
 
 def test_explain_returns_a_png_overlay(client, tmp_path):

@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from lesionlens.data.labels import VIEW_CLASSES, binary_membership
+from lesionlens.decision import DecisionRule
 from lesionlens.evaluation import metrics as M
+from lesionlens.evaluation.isic import isic_scores
 
 
 @dataclass
@@ -26,7 +28,8 @@ class BinaryView:
     positive_classes: list[str]
     y_true: np.ndarray  # bool
     score: np.ndarray  # summed probability of the positive classes
-    y_pred: np.ndarray  # bool: the predicted class is a positive one
+    y_pred: np.ndarray  # bool: score >= threshold, or (without one) the predicted class is positive
+    threshold: float | None = None  # the bundle's operating point for this view, if it has one
 
     @property
     def stats(self) -> M.BinaryStats:
@@ -41,6 +44,7 @@ class BinaryView:
             "positive_classes": self.positive_classes,
             "positives": int(self.y_true.sum()),
             "negatives": int((~self.y_true).sum()),
+            "decision": "argmax" if self.threshold is None else f"score >= {self.threshold:.6g}",
             **self.stats.to_dict(),
             "auc": self.auc,
             "auc_grade": M.auc_grade(self.auc),
@@ -54,6 +58,12 @@ class Evaluation:
     probs: np.ndarray  # N x C
     image_ids: list[str] = field(default_factory=list)
     description: str = ""  # what was evaluated (data path, partition)
+    operating_points: dict[str, float] = field(default_factory=dict)  # view -> threshold on its score
+    logits: np.ndarray | None = None  # N x C, before temperature: what calibration is fitted on
+    rows: np.ndarray | None = None  # each image's row in ``images``
+    images: np.ndarray | None = None  # the decoded images (M x H x W x 3 uint8), for galleries
+    temperature: float = 1.0  # the probabilities are softmax(logits / temperature)
+    tta: str = "none"  # test-time augmentation the logits were averaged over
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -94,18 +104,46 @@ class Evaluation:
         if mask is None:
             return None
         positive = np.flatnonzero(mask)
-        return BinaryView(
-            view, [self.classes[k] for k in positive], np.isin(self.y_true, positive),
-            self.probs[:, positive].sum(axis=1), np.isin(self.y_pred, positive),
-        )
+        score = self.probs[:, positive].sum(axis=1)
+        threshold = self.operating_points.get(view)
+        decided = np.isin(self.y_pred, positive) if threshold is None else score >= threshold
+        return BinaryView(view, [self.classes[k] for k in positive], np.isin(self.y_true, positive),
+                          score, decided, threshold)
 
     def binary_views(self) -> dict[str, BinaryView]:
         views = {v: self.binary(v) for v in VIEW_CLASSES}
         return {k: v for k, v in views.items() if v is not None and v.y_true.any() and (~v.y_true).any()}
 
+    def with_rule(self, temperature: float, operating_points: dict[str, float]) -> "Evaluation":
+        """The same predictions under another temperature and operating points (no new inference)."""
+        if self.logits is None:
+            raise ValueError("changing the temperature needs the evaluation's logits")
+        probs = DecisionRule(tuple(self.classes), temperature).probabilities(self.logits)  # as predict does
+        return replace(self, probs=probs, temperature=temperature, operating_points=dict(operating_points))
+
+    def losses(self) -> np.ndarray:
+        """Each image's cross-entropy: -log of the probability given to its true class."""
+        return -np.log(np.clip(self.probs[np.arange(len(self.y_true)), self.y_true], 1e-12, 1.0))
+
+    def top_losses(self, k: int = 16) -> list[dict]:
+        """The ``k`` worst-predicted images, worst first (fastai's ``top_losses``)."""
+        losses = self.losses()
+        order = np.argsort(-losses, kind="stable")[:k]
+        ids = self.image_ids or [str(i) for i in range(len(self.y_true))]
+        return [{"position": int(i), "image_id": ids[i], "true": self.classes[self.y_true[i]],
+                 "predicted": self.classes[self.y_pred[i]], "p_true": float(self.probs[i, self.y_true[i]]),
+                 "p_predicted": float(self.probs[i, self.y_pred[i]]), "loss": float(losses[i])} for i in order]
+
+    def most_confused(self, min_count: int = 1) -> list[tuple[str, str, int]]:
+        """(true class, predicted class, count) of the off-diagonal cells, most frequent first."""
+        cm = self.confusion_matrix()
+        pairs = [(self.classes[i], self.classes[j], int(cm[i, j]))
+                 for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] >= min_count]
+        return sorted(pairs, key=lambda p: -p[2])
+
     def summary(self) -> dict:
         cm = self.confusion_matrix()
-        return _clean({
+        return json_safe({
             "description": self.description,
             "n_images": int(len(self.y_true)),
             "classes": self.classes,
@@ -116,15 +154,21 @@ class Evaluation:
             "macro_auc_grade": M.auc_grade(self.macro_auc),
             "per_class": self.per_class(),
             "binary": {name: view.to_dict() for name, view in self.binary_views().items()},
+            "isic": isic_scores(self.y_true, self.probs, self.classes),
+            "temperature": self.temperature,
+            "tta": self.tta,
+            "top_losses": self.top_losses(20),
+            "most_confused": [{"true": t, "predicted": p, "count": n} for t, p, n in self.most_confused()[:10]],
             "confusion_matrix": {"rows": "true class", "columns": "predicted class",
                                  "counts": cm.tolist(), "row_normalised": self.confusion_matrix(True).tolist()},
         })
 
-    def save(self, folder: Path) -> Path:
-        """``metrics.json`` and ``predictions.csv`` (one row per image) in ``folder``."""
+    def save(self, folder: Path, extra: dict | None = None) -> Path:
+        """``metrics.json`` (the summary plus ``extra`` figures) and ``predictions.csv`` (one row per
+        image) in ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "metrics.json"
-        path.write_text(json.dumps(self.summary(), indent=2))
+        path.write_text(json.dumps(json_safe({**self.summary(), **(extra or {})}), indent=2))
         ids = self.image_ids or [str(i) for i in range(len(self.y_true))]
         with (folder / "predictions.csv").open("w", newline="") as f:
             w = csv.writer(f)
@@ -134,14 +178,14 @@ class Evaluation:
         return path
 
 
-def _clean(obj):
+def json_safe(obj):
     """NaN -> None so the JSON is standard (json.dumps would write NaN)."""
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, (np.floating,)):
-        return _clean(float(obj))
+        return json_safe(float(obj))
     return obj

@@ -31,6 +31,7 @@ from lesionlens.data.load import PreparedData, prepare, read_table
 from lesionlens.data.splits import assign_partitions
 from lesionlens.data.table import ImageTable
 from lesionlens.data.transforms import train_transform
+from lesionlens.evaluation.calibrate import fit_rule
 from lesionlens.evaluation.evaluate import evaluate_model, write_evaluation
 from lesionlens.models.registry import create_model, get_spec
 from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume, plot_learning_curves
@@ -138,6 +139,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
 
     description = f"{cfg.model.name} on {Path(cfg.data.path).name} (validation split, {len(val_rows)} images)"
     ev = evaluate_model(model, classes, pre, data, val_rows, description)
+    ev, rule = fit_rule(ev)  # temperature and the 0.866-sensitivity operating points, on validation
     figures = write_evaluation(ev, out / "evaluation")
     plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor,
                          title=f"{cfg.model.name}, {pre.image_size}px, {cfg.train.optimizer} + {cfg.train.schedule}")
@@ -172,6 +174,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
             "n_images": len(table), "counts": split_counts(table), "split_file": "split.csv",
             "split_seed": cfg.train.seed, "issues": len(table.issues),
         },
+        **rule,
         "validation": {k: summary[k] for k in ("n_images", "accuracy", "balanced_accuracy", "macro_auc",
                                                 "macro_auc_grade", "per_class", "binary")},
         "files": {name: str(p.relative_to(out)) for name, p in figures.items()}
