@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The `serve` extra on its own, as a deployment installs it: a separate virtual environment with
+# only `pip install -c constraints.txt .[serve]` (no torch), where `lesionlens serve --help` must
+# work and a real server process must answer a prediction for an exported bundle.
+#   scripts/check_serve_install.sh        # CI runs it after the tests; uses .venv to make the bundle
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+venv=${SERVE_VENV:-$work/serve-venv}
+
+echo "serve-only install into $venv"
+rm -rf "$venv"
+"${PYTHON:-python3}" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[serve]" 2>&1 \
+  | grep -v "is ignored" || true
+"$venv/bin/python" - <<'PY'
+import importlib.util, sys
+present = [m for m in ("torch", "torchvision", "pandas", "lightning", "timm") if importlib.util.find_spec(m)]
+sys.exit(f"the serve extra pulled in {present}" if present else 0)
+PY
+"$venv/bin/lesionlens" serve --help > /dev/null
+
+echo "making a tiny exported bundle with .venv"
+bundle=$(.venv/bin/python - "$work" <<'PY'
+import logging, sys
+from pathlib import Path
+sys.path[:0] = ["tests/serving", "tests"]
+logging.disable(logging.WARNING)
+from tiny_bundle import make_exported_bundle
+print(make_exported_bundle(Path(sys.argv[1])))
+PY
+)
+bundle=$(echo "$bundle" | tail -1)
+image=$(ls ../shared/data/ham10000/images/*.jpg 2>/dev/null | head -1 || true)
+image=${image:-$(find "$work/images" -name '*.jpg' | head -1)}
+"$venv/bin/python" scripts/serve_smoke.py "$bundle" "$image"

@@ -1,0 +1,183 @@
+"""The FastAPI application: ``create_app(bundle, settings)``; the model is loaded once, at start-up.
+
+    POST /v1/predict          one image (multipart field "file"); ?explain=true adds a CAM overlay
+    POST /v1/predict/batch    up to max_batch_files images (multipart fields "files")
+    POST /v1/explain          one image -> the CAM overlay as image/png
+    GET  /v1/model            the bundle's card and how it is served
+    GET  /healthz, /readyz    liveness, readiness
+    GET  /                    the web page;  /docs  the OpenAPI docs
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lesionlens import __version__
+from lesionlens.serving.errors import ApiError
+from lesionlens.serving.limits import BodyLimit
+from lesionlens.serving.runtime import BundleModel
+from lesionlens.serving.schemas import BatchResponse, ErrorResponse, Health, Prediction
+from lesionlens.serving.service import PredictionService
+from lesionlens.serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422)}
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file(s)
+
+
+def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    model = BundleModel(bundle, int8=settings.int8, threads=settings.resolved_threads())
+    service = PredictionService(model, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        log.info("serving %s (%s) with %s, %d threads, batching %s", model.card.path, model.card.architecture,
+                 model.runtime, model.threads, "on" if settings.batching else "off")
+        yield
+        await service.stop()
+
+    app = FastAPI(title="LesionLens", version=__version__, lifespan=lifespan,
+                  description="Skin-lesion image classification. A research tool: its outputs are not a diagnosis.")
+    app.state.service = service
+    app.add_middleware(BodyLimit, limit_for=lambda path: _body_limit(path, settings))
+    _add_error_handlers(app)
+    auth = [Depends(_token_check(settings.token))]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return resources.files("lesionlens.serving").joinpath("static/index.html").read_text()
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    def readyz():
+        if not service.ready:
+            return JSONResponse({"status": "starting or stopping"}, status_code=503)
+        return {"status": "ready"}
+
+    @app.get("/v1/model", dependencies=auth, responses=ERRORS)
+    def model_card() -> dict:
+        return {"card": model.card.data, "serving": service.model_info() | {
+            "explain": model.explains, "decision_basis": service.decision_basis(),
+            "max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+            "max_batch_files": settings.max_batch_files, "batching": settings.batching,
+            "max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms,
+            "threads": model.threads, "token_required": settings.token is not None}}
+
+    @app.post("/v1/predict", response_model=Prediction, response_model_by_alias=True,
+              dependencies=auth, responses=ERRORS)
+    async def predict(file: UploadFile = File(description="a JPEG or PNG image"),
+                      explain: bool = Query(False, description="add a class-activation-map overlay (PNG)")) -> dict:
+        _check_explain(explain, model)
+        (result,) = await service.predict([await _read(file, settings)], explain)
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    @app.post("/v1/predict/batch", response_model=BatchResponse, response_model_by_alias=True,
+              dependencies=auth, responses=ERRORS)
+    async def predict_batch(files: list[UploadFile] = File(description="JPEG or PNG images"),
+                            explain: bool = Query(False)) -> dict:
+        if len(files) > settings.max_batch_files:
+            raise ApiError(413, "too_many_files", f"{len(files)} files; the limit is {settings.max_batch_files} per request")
+        _check_explain(explain, model)
+        uploads: list[tuple[str, bytes | ApiError]] = []
+        for f in files:
+            try:
+                uploads.append(await _read(f, settings))
+            except ApiError as e:
+                uploads.append((f.filename or "file", e))
+        todo = [i for i, (_, data) in enumerate(uploads) if not isinstance(data, ApiError)]
+        done = dict(zip(todo, await service.predict([uploads[i] for i in todo], explain))) if todo else {}
+        results = []
+        for i, (name, data) in enumerate(uploads):
+            outcome = done.get(i, data)
+            results.append({"filename": name, "error": outcome.to_dict()["error"]} if isinstance(outcome, ApiError)
+                           else {"filename": name, "prediction": outcome})
+        return {"results": results}
+
+    @app.post("/v1/explain", dependencies=auth, responses=ERRORS | {200: {"content": {"image/png": {}}}},
+              response_class=Response)
+    async def explain_png(file: UploadFile = File(description="a JPEG or PNG image")) -> Response:
+        _check_explain(True, model)
+        (result,) = await service.predict([await _read(file, settings)], explain=True)
+        if isinstance(result, ApiError):
+            raise result
+        return Response(base64.b64decode(result["heatmap"]["png_base64"]), media_type="image/png",
+                        headers={"X-Top-Class": result["top_class"]})
+
+    return app
+
+
+def _body_limit(path: str, settings: ServeSettings) -> tuple[int, str]:
+    files = settings.max_batch_files if path.rstrip("/").endswith("/batch") else 1
+    why = f"{settings.max_upload_bytes:,} bytes per file" + (f", {files} files" if files > 1 else "")
+    return files * settings.max_upload_bytes + MULTIPART_OVERHEAD, why + " and the form around them"
+
+
+async def _read(file: UploadFile, settings: ServeSettings) -> tuple[str, bytes]:
+    name = file.filename or "file"
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(413, "upload_too_large", f"{name}: more than the limit of {settings.max_upload_bytes:,} bytes")
+    return name, data
+
+
+def _check_explain(explain: bool, model: BundleModel) -> None:
+    if explain and not model.explains:
+        raise ApiError(400, "explain_unavailable",
+                       f"this model ({model.card.architecture}) has no class-activation maps: its head is not "
+                       "global average pooling + a linear layer, or it was exported without feature maps")
+
+
+def _token_check(token: str | None):
+    def check(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(value.encode(), token.encode()):
+            raise ApiError(401, "unauthorized", "this server needs an API token: send 'Authorization: Bearer <token>'"
+                           if not given else "the API token is wrong")
+
+    return check
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+        return JSONResponse(e.to_dict(), status_code=e.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        hint = " (send images as multipart/form-data: field 'file', or 'files' for the batch endpoint)"
+        return JSONResponse(ApiError(422, "invalid_request", problems + hint).to_dict(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "bad_request")
+        return JSONResponse(ApiError(e.status_code, code, str(e.detail)).to_dict(), status_code=e.status_code,
+                            headers=getattr(e, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse(ApiError(500, "internal_error", f"unexpected {type(e).__name__}; see the server log").to_dict(),
+                            status_code=500)

@@ -1,0 +1,85 @@
+"""A bundle's exported ONNX graph, loaded without pickle, checked against its card, tuned for the CPU.
+
+ONNX Runtime is the only model runtime here: no torch. The card's sha256 checks cover the
+safetensors weights (by :func:`lesionlens.bundle.read_card`), the ONNX file and the CAM head.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from lesionlens.bundle import BundleError, Card, read_card
+from lesionlens.decision import DecisionRule
+from lesionlens.digest import file_digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    logits: np.ndarray  # N x C
+    features: np.ndarray | None  # N x K x h x w, for class-activation maps
+
+
+class BundleModel:
+    """``BundleModel(path).run(x)``: logits (and feature maps) for a normalised N x 3 x H x W batch."""
+
+    def __init__(self, bundle: str | Path, int8: bool = False, threads: int = 1):
+        self.card: Card = read_card(bundle)
+        record = self.card.data.get("onnx")
+        if not record:
+            raise BundleError(f"{self.card.path}: the bundle has no ONNX model; run `lesionlens export "
+                              f"{self.card.path}` first (it needs the training install, once)")
+        if int8 and not record.get("int8"):
+            raise BundleError(f"{self.card.path}: no INT8 model; run `lesionlens export {self.card.path} --int8`")
+        entry = record["int8"] if int8 else record
+        self.model_path = _checked(self.card.path / entry["file"], entry["sha256"])
+        self.runtime = f"onnxruntime {ort.__version__} ({'int8' if int8 else 'fp32'})"
+        self.rule = DecisionRule.from_card(self.card.data)
+        self.classes = self.card.classes
+        self.preprocessing = self.card.preprocessing
+        self.threads = threads
+        self.session = ort.InferenceSession(str(self.model_path), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.cam_weight = None
+        if record.get("cam") and "features" in self.output_names:
+            cam_path = _checked(self.card.path / record["cam"]["file"], record["cam"]["sha256"])
+            with np.load(cam_path, allow_pickle=False) as head:
+                self.cam_weight = head["weight"].astype(np.float32)
+
+    @property
+    def explains(self) -> bool:
+        return self.cam_weight is not None
+
+    def run(self, x: np.ndarray, features: bool = True) -> Outputs:
+        names = self.output_names if features and self.explains else ["logits"]
+        values = self.session.run(names, {"image": x})
+        return Outputs(values[0], values[1] if len(values) > 1 else None)
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """One model call at a time uses ``threads`` cores; between calls its threads sleep instead of
+    spinning, so the threads decoding uploads get the CPU."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _checked(path: Path, sha256: str) -> Path:
+    if not path.is_file():
+        raise BundleError(f"{path}: missing (the card lists it); run `lesionlens export` again")
+    digest = file_digest(path)
+    if digest != sha256:
+        raise BundleError(f"{path}: sha256 {digest} does not match the card ({sha256}); the file was "
+                          "changed or damaged")
+    return path
