@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -137,7 +138,14 @@ def test_model_health_ready_and_docs(client):
     assert client.get("/readyz").json() == {"status": "ready"}
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/predict", "/v1/predict/batch", "/v1/model", "/healthz", "/readyz"} <= set(paths)
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # served offline: the page's script and style come from this server, not from a CDN
+    scripts = re.findall(r'<script src="([^"]+)"', docs.text)
+    assert scripts and all(src.startswith("/") for src in scripts), scripts
+    assert all(client.get(src).status_code == 200 for src in scripts)
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200 and "cdn." not in redoc.text
     page = client.get("/")
     assert page.status_code == 200 and "not a diagnosis" in page.text.lower() and 'capture="environment"' in page.text
 

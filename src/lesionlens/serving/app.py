@@ -20,6 +20,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lesionlens import __version__
@@ -49,8 +50,10 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
         yield
         await service.stop()
 
-    app = FastAPI(title="LesionLens", version=__version__, lifespan=lifespan,
-                  description="Skin-lesion image classification. A research tool: its outputs are not a diagnosis.")
+    # FastAPIOffline: FastAPI whose /docs and /redoc pages load Swagger UI and ReDoc from files in
+    # the package instead of a CDN, so the API docs work on a server (or for a browser) offline
+    app = FastAPIOffline(title="LesionLens", version=__version__, lifespan=lifespan,
+                         description="Skin-lesion image classification. A research tool: its outputs are not a diagnosis.")
     app.state.service = service
     app.add_middleware(BodyLimit, limit_for=lambda path: _body_limit(path, settings))
     _add_error_handlers(app)
