@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import COLOURS, write_image
+from helpers import COLOURS, write_class_folder, write_image
 
 SHARED = Path(os.environ.get("LESIONLENS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 
@@ -38,11 +38,7 @@ def shared() -> Path:
 @pytest.fixture
 def class_folder(tmp_path) -> Path:
     """root/<class>/*.jpg with three separable classes, 12 images each."""
-    root = tmp_path / "folder"
-    for c, colour in COLOURS.items():
-        for i in range(12):
-            write_image(root / c / f"{c}_{i}.jpg", colour, seed=i)
-    return root
+    return write_class_folder(tmp_path / "folder")
 
 
 @pytest.fixture

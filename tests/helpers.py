@@ -19,3 +19,11 @@ def write_image(path: Path, colour: tuple[int, int, int] = (200, 120, 90), size:
 
 
 COLOURS = {"mel": (60, 40, 30), "nv": (150, 100, 70), "bcc": (220, 150, 160)}
+
+
+def write_class_folder(root: Path, per_class: int = 12) -> Path:
+    """root/<class>/*.jpg: three classes told apart by colour, ``per_class`` images each."""
+    for c, colour in COLOURS.items():
+        for i in range(per_class):
+            write_image(root / c / f"{c}_{i}.jpg", colour, seed=i)
+    return root

@@ -71,14 +71,6 @@ def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, row
     return np.concatenate(out) if out else np.zeros((0, model.get_classifier().out_features), np.float32)
 
 
-def predict_probs(model: nn.Module, images: np.ndarray, pre: Preprocessing, rows: np.ndarray | None = None,
-                  batch_size: int = 64, tta: str = "none", temperature: float = 1.0,
-                  progress: bool = False) -> np.ndarray:
-    """Softmax of the (averaged) logits divided by ``temperature``."""
-    logits = predict_logits(model, images, pre, rows, batch_size, tta, progress)
-    return torch.softmax(torch.from_numpy(logits).double() / temperature, dim=1).numpy()
-
-
 class Predictor:
     """A bundle ready to predict: ``Predictor(path).predict_files([...])``. Probabilities use the
     bundle's temperature and decisions its operating points (:class:`~lesionlens.decision.DecisionRule`)."""

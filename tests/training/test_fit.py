@@ -29,12 +29,10 @@ def _cfg(data, **train):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from helpers import COLOURS, write_image
+    from helpers import write_class_folder
 
     root = tmp_path_factory.mktemp("data")
-    for c, colour in COLOURS.items():
-        for i in range(12):
-            write_image(root / c / f"{c}_{i}.jpg", colour, seed=i)
+    write_class_folder(root)
     out = tmp_path_factory.mktemp("run") / "bundle"
     return root, out, train(_cfg(root), out, progress=False)
 

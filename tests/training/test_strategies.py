@@ -133,12 +133,10 @@ def test_unknown_strategy_and_head_names_are_refused():
 @pytest.fixture(scope="module")
 def pretrained_tiny(tmp_path_factory):
     """tiny_cnn with verified local weights (random, but fixed): what strategies need from ImageNet."""
-    from helpers import COLOURS, write_image
+    from helpers import write_class_folder
 
     root = tmp_path_factory.mktemp("data")
-    for c, colour in COLOURS.items():
-        for i in range(12):
-            write_image(root / c / f"{c}_{i}.jpg", colour, seed=i)
+    write_class_folder(root)
     torch.manual_seed(1)
     source = create_model("tiny_cnn", 1000)
     weights = tmp_path_factory.mktemp("weights") / "tiny.pth"

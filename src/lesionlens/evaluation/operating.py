@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from lesionlens.decision import OperatingPoint
+from lesionlens.evaluation.metrics import binary_stats
 
 DERMATOLOGIST_SENSITIVITY = 0.866  # Haenssle et al. 2018: 86.6% sensitivity at 71.3% specificity
 DERMATOLOGIST_SPECIFICITY = 0.713
@@ -51,7 +52,5 @@ def choose_operating_point(view: str, y_true: np.ndarray, score: np.ndarray, cri
 
 def rates_at(y_true: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:
     """(sensitivity, specificity) of the decision ``score >= threshold``."""
-    t, d = np.asarray(y_true, bool), np.asarray(score) >= threshold
-    sens = float((t & d).sum() / t.sum()) if t.any() else float("nan")
-    spec = float((~t & ~d).sum() / (~t).sum()) if (~t).any() else float("nan")
-    return sens, spec
+    stats = binary_stats(y_true, np.asarray(score) >= threshold)
+    return stats.sensitivity, stats.specificity
