@@ -42,3 +42,15 @@ def test_saved_configuration_round_trips(tmp_path):
     cfg.save(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
     assert config_from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("name", ["default", "demo", "cpu_recipe"])
+def test_shipped_configs_load(name):
+    """Every recipe in configs/ is valid as written (a typo in a key would otherwise surface only
+    when someone trains with it)."""
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert isinstance(cfg, RunConfig)
+    if name == "cpu_recipe":
+        assert (cfg.model.name, cfg.model.image_size, cfg.model.tta) == ("efficientnet_lite0", 224, "d4")

@@ -54,6 +54,11 @@ class Card:
         return Preprocessing.from_dict(self.data["preprocessing"])
 
     @property
+    def tta(self) -> str:
+        """The test-time augmentation the bundle's rule was fitted with and is used with by default."""
+        return self.data.get("inference", {}).get("tta", "none")
+
+    @property
     def weights_path(self) -> Path:
         return self.path / self.data["weights"]["file"]
 

@@ -28,7 +28,7 @@ log = logging.getLogger("lesionlens")
 # flag dest -> configuration key; a flag left out keeps the YAML's (or the default's) value
 TRAIN_FLAGS = {
     "data": "data.path", "format": "data.format", "images": "data.images", "labels": "data.labels",
-    "val_fraction": "data.val_fraction", "group_column": "data.group_column",
+    "val_fraction": "data.val_fraction", "train_on_val": "data.train_on_val", "group_column": "data.group_column",
     "on_bad_input": "data.on_bad_input", "cache_dir": "data.cache_dir", "workers": "data.num_workers",
     "model": "model.name", "pretrained": "model.pretrained", "weights": "model.weights",
     "image_size": "model.image_size", "drop_rate": "model.drop_rate", "frozen_stages": "model.frozen_stages",
@@ -81,6 +81,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--labels", choices=["all", "malignant", "melanoma"],
                    help="learn all classes (default), malignant vs benign, or melanoma vs rest")
     d.add_argument("--val-fraction", type=float, help="share held out for validation (default 0.2)")
+    d.add_argument("--train-on-val", action="store_true", default=None,
+                   help="also train on the validation images (ISIC challenge protocol: fit on train + val, "
+                        "score test); keeps the last epoch, and the validation figures are then not held out")
     d.add_argument("--group-column", help="CSV column whose images must stay together in one split")
     d.add_argument("--on-bad-input", choices=["stop", "skip"],
                    help="stop at unreadable or mislabelled input (default), or skip it and report")
@@ -177,8 +180,11 @@ def _run_line(card: dict) -> str:
     if t["strategy"] == "features":
         return (f"  strategy features: {card['model']['features_classifier']['kind']} fitted on frozen "
                 f"embeddings in {t['fit_time_s']:.0f} s ({t['train_images_per_s']} images/s)")
+    kept = (f"last epoch kept ({t['best_epoch']}); the validation images were trained on too, so the figures "
+            f"below are not held out" if card["validation"].get("seen_in_training")
+            else f"best epoch {t['best_epoch']} by {t['monitor']}")
     return (f"  strategy {t['strategy']}: trained {t['epochs_run']} epochs in {t['fit_time_s'] / 60:.1f} min "
-            f"({t['train_images_per_s']} images/s); best epoch {t['best_epoch']} by {t['monitor']}")
+            f"({t['train_images_per_s']} images/s); {kept}")
 
 
 def _rule_lines(card: dict) -> list[str]:
@@ -224,7 +230,8 @@ def _metric_lines(v: dict) -> list[str]:
 
 
 TTA_HELP = ("test-time augmentation: average the logits over mirror images (flips: 4 views) or all 8 "
-            "flips and 90-degree rotations (d4); costs 4x or 8x the time")
+            "flips and 90-degree rotations (d4); costs 4x or 8x the time. Default: the bundle's own "
+            "(model.tta when trained, or calibrate --tta), usually none")
 
 
 def _data_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -249,7 +256,7 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", type=Path, help="folder written by `lesionlens train`")
     _data_arguments(p)
     p.add_argument("--out", type=Path, help="where to write (default BUNDLE/evaluations/<data>-<split>)")
-    p.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help=TTA_HELP)
+    p.add_argument("--tta", choices=["none", "flips", "d4"], help=TTA_HELP)
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
     p.add_argument("--report", action="store_true", help="also write report.html (self-contained) and report.json")
@@ -293,7 +300,7 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE")
     _data_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="folder for report.html, report.json and each bundle's figures")
-    p.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help=TTA_HELP)
+    p.add_argument("--tta", choices=["none", "flips", "d4"], help=TTA_HELP)
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=_cmd_report)
@@ -341,6 +348,9 @@ def _calibrate_parser(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--target-specificity", type=float, help="lowest threshold reaching this specificity")
     target.add_argument("--youden", action="store_true", help="the threshold maximising sensitivity + specificity - 1")
     p.add_argument("--no-temperature", action="store_true", help="keep the plain softmax (temperature 1)")
+    p.add_argument("--tta", choices=["none", "flips", "d4"],
+                   help="fit on test-time-augmented predictions and make this TTA the bundle's default for "
+                        "evaluate / predict / report (default: the bundle's current one)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=_cmd_calibrate)
 
@@ -356,9 +366,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         criterion, target = "sensitivity", args.target_sensitivity or DERMATOLOGIST_SENSITIVITY
     card, ev, out = calibrate_bundle(args.bundle, args.data, args.split, criterion, target, not args.no_temperature,
-                                     args.format, args.images, args.cache_dir, progress=not args.quiet)
+                                     args.format, args.images, args.cache_dir, args.tta, progress=not args.quiet)
     c = card.data["calibration"]
-    print(f"Fitted on {c['fitted_on']}:")
+    print(f"Fitted on {c['fitted_on']} (test-time augmentation {card.tta}, now the bundle's default):")
     print(f"  temperature {c['temperature']:.3f}: ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}, "
           f"NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}, Brier {c['brier_before']:.3f} -> {c['brier_after']:.3f}")
     for view, p in card.data["operating_points"].items():
@@ -378,7 +388,7 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", type=Path)
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     p.add_argument("--out", type=Path, help="write a CSV here instead of printing a table")
-    p.add_argument("--tta", default="none", choices=["none", "flips", "d4"], help=TTA_HELP)
+    p.add_argument("--tta", choices=["none", "flips", "d4"], help=TTA_HELP)
     p.set_defaults(run=_cmd_predict)
 
 
@@ -386,7 +396,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from lesionlens.predict import describe_rule, predict_paths, write_predictions
 
     rows = predict_paths(args.bundle, args.inputs, args.tta)
-    for line in describe_rule(args.bundle):
+    for line in describe_rule(args.bundle, args.tta):
         print(f"# {line}", file=sys.stderr)
     write_predictions(rows, args.out)
     if args.out:

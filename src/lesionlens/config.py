@@ -35,6 +35,10 @@ class DataConfig:
     # model for the same cores: measured 82% of the bare-loop speed with one worker on 2 cores, 98%
     # with none), up to 8 beside a GPU.
     num_workers: int | None = None
+    # Train on the validation images too (the ISIC challenges' protocol: fit on training +
+    # validation, score the test set). The last epoch is kept, and the validation figures, the
+    # temperature and the operating points are then measured on images the model has seen.
+    train_on_val: bool = False
 
 
 @dataclass
@@ -63,6 +67,10 @@ class ModelConfig:
     # put global average / max pooling + one dense layer on the feature map; "mlp" flattens it into
     # a 256-unit hidden layer. See lesionlens.models.heads.
     head: Literal["linear", "avg", "max", "mlp"] = "linear"
+    # Test-time augmentation the bundle is meant to be used with: the end-of-training evaluation,
+    # temperature and operating points are fitted with it, and evaluate / predict / report use it
+    # unless --tta says otherwise (the server always predicts one view). flips: 4 views, d4: 8.
+    tta: Literal["none", "flips", "d4"] = "none"
     # With strategy "full": freeze the stem and this many early stages (their batch-norm statistics
     # too): generic low-level filters stay as ImageNet made them, and training skips their costly
     # backward pass. The other strategies decide what is frozen themselves.

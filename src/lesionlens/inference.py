@@ -75,10 +75,11 @@ class Predictor:
     """A bundle ready to predict: ``Predictor(path).predict_files([...])``. Probabilities use the
     bundle's temperature and decisions its operating points (:class:`~lesionlens.decision.DecisionRule`)."""
 
-    def __init__(self, bundle: str | Path, tta: str = "none"):
+    def __init__(self, bundle: str | Path, tta: str | None = None):
+        self.card = read_card(bundle)
+        tta = self.card.tta if tta is None else tta  # None: the test-time augmentation the bundle was fitted with
         if tta not in TTA_VIEWS:
             raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {list(TTA_VIEWS)}")
-        self.card = read_card(bundle)
         self.model = load_model(self.card)
         self.preprocessing = self.card.preprocessing
         self.classes = self.card.classes

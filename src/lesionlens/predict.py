@@ -29,7 +29,7 @@ def collect_images(inputs: list[Path]) -> list[tuple[Path, str | None]]:
     return found
 
 
-def predict_paths(bundle: Path, inputs: list[Path], tta: str = "none") -> list[dict]:
+def predict_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> list[dict]:
     """Rows of ``path, predicted, confidence, p_<class>..., p_malignant, malignant, p_melanoma,
     melanoma, error``; ``malignant`` and ``melanoma`` are the decisions ("positive"/"negative") at the
     bundle's operating points, or by the argmax class where it has none (see ``describe_rule``)."""
@@ -56,15 +56,20 @@ def predict_paths(bundle: Path, inputs: list[Path], tta: str = "none") -> list[d
     return rows
 
 
-def describe_rule(bundle: Path) -> list[str]:
-    """One line per clinical view saying how its decision is made."""
+def describe_rule(bundle: Path, tta: str | None = None) -> list[str]:
+    """One line per clinical view saying how its decision is made (after one on the test-time
+    augmentation, ``tta`` or the bundle's own)."""
     from lesionlens.bundle import read_card
     from lesionlens.decision import DecisionRule
 
-    rule = DecisionRule.from_card(read_card(bundle, verify=False).data)
+    card = read_card(bundle, verify=False)
+    rule = DecisionRule.from_card(card.data)
     points = {p.view: p for p in rule.operating_points}
-    lines = [f"probabilities at temperature {rule.temperature:.3f}" if rule.temperature != 1.0
-             else "probabilities: plain softmax (no temperature in the bundle; `lesionlens calibrate` fits one)"]
+    used = card.tta if tta is None else tta
+    lines = [f"test-time augmentation {used}" + (" (the bundle's default)" if tta is None else "")
+             + (f"; the rule below was fitted with {card.tta}" if used != card.tta else "")]
+    lines.append(f"probabilities at temperature {rule.temperature:.3f}" if rule.temperature != 1.0
+                 else "probabilities: plain softmax (no temperature in the bundle; `lesionlens calibrate` fits one)")
     for view in rule.view_scores(np.zeros((1, len(rule.classes)))):
         p = points.get(view)
         if p is None:

@@ -68,6 +68,29 @@ def test_calibrate_replaces_the_rule(two_bundles, tmp_path, capsys):
     assert read_card(bundle).data["weights"] == read_card(a).data["weights"]  # the weights are untouched
 
 
+def test_calibrate_tta_becomes_the_bundles_default(two_bundles, tmp_path, capsys):
+    """calibrate --tta d4 fits the rule on 8-view logits and makes d4 what evaluate and predict use
+    unless told otherwise; the probabilities then equal an explicit --tta d4's."""
+    root, a, _ = two_bundles
+    bundle = shutil.copytree(a, tmp_path / "copy")
+    assert read_card(bundle).tta == "none"
+    assert main(["calibrate", str(bundle), "-q", "--tta", "d4"]) == 0
+    assert "test-time augmentation d4" in capsys.readouterr().out
+    card = read_card(bundle)
+    assert card.tta == "d4" and "TTA d4" in card.data["calibration"]["fitted_on"]
+    default, explicit, none = (tmp_path / f"{n}.csv" for n in ("default", "explicit", "none"))
+    assert main(["predict", str(bundle), str(root / "images"), "--out", str(default)]) == 0
+    assert "test-time augmentation d4 (the bundle's default)" in capsys.readouterr().err
+    assert main(["predict", str(bundle), str(root / "images"), "--out", str(explicit), "--tta", "d4"]) == 0
+    assert main(["predict", str(bundle), str(root / "images"), "--out", str(none), "--tta", "none"]) == 0
+    assert "the rule below was fitted with d4" in capsys.readouterr().err
+    read = lambda f: [float(r["p_mel"]) for r in csv.DictReader(f.open())]  # noqa: E731
+    assert read(default) == read(explicit) != read(none)
+    assert main(["evaluate", str(bundle), "--data", str(root), "--split", "all", "--out", str(tmp_path / "ev"),
+                 "--bootstrap", "0", "-q"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["tta"] == "d4"
+
+
 def test_predict_decides_at_the_operating_point(two_bundles, tmp_path, capsys):
     root, a, _ = two_bundles
     out = tmp_path / "p.csv"

@@ -49,6 +49,7 @@ def test_bundle_files_and_card(trained):
     assert card["preprocessing"]["image_size"] == 32
     assert card["training"]["config"]["train"]["epochs"] == 2
     assert card["training"]["epochs_run"] == 2
+    assert card["inference"] == {"tta": "none"} and card["validation"]["seen_in_training"] is False
     assert len(card["data"]["fingerprint"]) == 64
     assert {"torch", "timm", "lightning", "python"} <= set(card["versions"])
     assert card["validation"]["balanced_accuracy"] == result.validation["balanced_accuracy"]
@@ -172,3 +173,27 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(trained, tmp
     best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert best["epoch"] < 2  # what makes this run a test of the point
     assert last["epoch"] == 2
+
+
+def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tmp_path):
+    """The ISIC challenge protocol: fit on training + validation images. No epoch can be chosen on
+    images the model was trained on, so the last one is kept (in this seeded lr-0 run the best
+    validation accuracy is an earlier epoch's, see the test above), and the card says the
+    validation figures are not held out."""
+    root, _, _ = trained
+    out = tmp_path / "all"
+    cfg = _cfg(root, epochs=3, lr=0.0, monitor="val_accuracy")
+    cfg.data.train_on_val = True
+    result = train(cfg, out, progress=False)
+    split = pd.read_csv(out / "split.csv")
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3 * (len(split) // 8)  # every image, train and val, in each epoch
+    kept = {k.removeprefix("model."): v for k, v in last["state_dict"].items()}
+    reloaded = Predictor(out).model.state_dict()
+    assert all(torch.equal(reloaded[k], kept[k]) for k in reloaded)
+    assert result.card["training"]["best_epoch"] == 2
+    assert result.card["validation"]["seen_in_training"] is True
+
+    cfg.train.patience = 2
+    with pytest.raises(ValueError, match="train_on_val"):
+        train(cfg, tmp_path / "refused", progress=False)

@@ -219,6 +219,8 @@ def test_features_strategy_bundles_reload_and_predict(pretrained_tiny, tmp_path,
     assert result.validation["balanced_accuracy"] > 0.6  # three separable colours
     assert not list(out.glob("*.pkl")) and not list(out.glob("*.joblib"))
     _reloaded_matches_saved(out)
+    with pytest.raises(FileExistsError, match="already holds a run"):  # no checkpoint, still not overwritten
+        train(cfg, out, progress=False)
 
 
 @pytest.mark.parametrize("kind", ["logistic", "svm", "random_forest"])

@@ -42,9 +42,12 @@ def fit_rule(ev: Evaluation, criterion: str = "sensitivity", target: float | Non
     return ev.with_rule(temperature, {v: p["threshold"] for v, p in points.items()}), entries
 
 
-def store_rule(card: Card, entries: dict) -> Card:
-    """Write the rule into the bundle's card (everything else in the card is kept)."""
+def store_rule(card: Card, entries: dict, tta: str | None = None) -> Card:
+    """Write the rule (and the test-time augmentation it was fitted with) into the bundle's card;
+    everything else in the card is kept."""
     data = {k: v for k, v in card.data.items() if k not in ("calibration", "operating_points")}
+    if tta is not None:
+        data["inference"] = {**data.get("inference", {}), "tta": tta}
     write_card(card.path, {**data, **entries})
     return read_card(card.path)
 
@@ -52,16 +55,19 @@ def store_rule(card: Card, entries: dict) -> Card:
 def calibrate_bundle(bundle: str | Path, data_path: str | Path | None = None, split: str = "auto",
                      criterion: str = "sensitivity", target: float | None = DERMATOLOGIST_SENSITIVITY,
                      calibrate: bool = True, fmt: str = "auto", images: str | Path | None = None,
-                     cache_dir: str | None = None, progress: bool = True) -> tuple[Card, Evaluation, Path]:
-    """Predict the bundle's validation split (or ``split`` of ``data_path``), fit the rule, store it,
-    and write the validation evaluation under the new rule to ``BUNDLE/evaluation``."""
+                     cache_dir: str | None = None, tta: str | None = None,
+                     progress: bool = True) -> tuple[Card, Evaluation, Path]:
+    """Predict the bundle's validation split (or ``split`` of ``data_path``) with ``tta`` (None: the
+    bundle's own), fit the rule, store it with that TTA as the bundle's default, and write the
+    validation evaluation under the new rule to ``BUNDLE/evaluation``."""
     from lesionlens.evaluation.evaluate import predict_split, write_evaluation
 
     card = read_card(bundle)
     data_path = data_path or card.data["data"]["path"]
-    ev, _ = predict_split(card, data_path, None, fmt, images, split, "stop", cache_dir, progress=progress)
+    tta = card.tta if tta is None else tta
+    ev, _ = predict_split(card, data_path, None, fmt, images, split, "stop", cache_dir, tta, progress=progress)
     ev, entries = fit_rule(ev, criterion, target, calibrate)
-    card = store_rule(card, entries)
+    card = store_rule(card, entries, tta)
     out = card.path / "evaluation"
     write_evaluation(ev, out)
     return card, ev, out

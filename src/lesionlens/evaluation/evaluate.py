@@ -109,11 +109,12 @@ def _training_hashes(card: Card) -> dict[str, set[str]]:
 
 def evaluate_bundle(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
                     images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
-                    cache_dir: str | None = None, tta: str = "none", resamples: int = 1000,
+                    cache_dir: str | None = None, tta: str | None = None, resamples: int = 1000,
                     progress: bool = True) -> tuple[Evaluation, Path]:
     """Evaluate the bundle's model on labelled data and write metrics and figures to ``out``
     (default ``BUNDLE/evaluations/<data>-<split>``). Only the chosen partition is decoded.
-    Probabilities and decisions follow the bundle's temperature and operating points."""
+    Probabilities and decisions follow the bundle's temperature and operating points; ``tta``
+    None is the bundle's own test-time augmentation."""
     ev, out = predict_split(card, data_path, out, fmt, images, split, on_bad_input, cache_dir, tta, progress)
     write_evaluation(ev, out, resamples)
     return ev, out
@@ -121,11 +122,12 @@ def evaluate_bundle(card: Card, data_path: str | Path, out: Path | None = None, 
 
 def predict_split(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
                   images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
-                  cache_dir: str | None = None, tta: str = "none",
+                  cache_dir: str | None = None, tta: str | None = None,
                   progress: bool = True) -> tuple[Evaluation, Path]:
     """The bundle's predictions on a split of labelled data, and the folder its results belong in
-    (nothing but the data-issues report is written yet)."""
+    (nothing but the data-issues report is written yet). ``tta`` None: the bundle's own."""
     pre = card.preprocessing
+    tta = card.tta if tta is None else tta
     table = apply_view(read_table(data_path, fmt, images), card.data.get("label_view", "all"))
     align_classes(table.classes, card.classes)  # fail before decoding anything
     split = resolve_split(table, card, data_path, split)

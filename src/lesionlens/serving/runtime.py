@@ -41,6 +41,10 @@ class BundleModel:
         self.model_path = _checked(self.card.path / entry["file"], entry["sha256"])
         self.runtime = f"onnxruntime {ort.__version__} ({'int8' if int8 else 'fp32'})"
         self.rule = DecisionRule.from_card(self.card.data)
+        if self.card.tta != "none":
+            log.warning("%s: its temperature and operating points were fitted with test-time augmentation %s; the "
+                        "server predicts one view, so its decisions may differ a little from `lesionlens predict`",
+                        self.card.path, self.card.tta)
         self.classes = self.card.classes
         self.preprocessing = self.card.preprocessing
         self.threads = threads

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from lesionlens.bundle import write_card
-from lesionlens.config import RunConfig, load_config
+from lesionlens.config import ConfigError, RunConfig, load_config
 from lesionlens.data.dataset import CachedImages, balanced_sampler, class_weights
 from lesionlens.data.images import Preprocessing
 from lesionlens.data.labels import apply_view
@@ -101,9 +101,12 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
             raise FileNotFoundError(f"{last_ckpt}: nothing to resume (no checkpoint from an earlier run)")
         cfg = load_config(out / "config.yaml")
         log.info("resuming %s from %s", out, last_ckpt)
-    elif last_ckpt.is_file():
+    elif last_ckpt.is_file() or (out / "card.json").is_file():  # a features run has no checkpoint
         raise FileExistsError(f"{out} already holds a run; use --resume to continue it or another --out")
     check_strategy(cfg)  # before any data is read: a combination that cannot run fails at once
+    if cfg.data.train_on_val and cfg.train.patience is not None:
+        raise ConfigError("data.train_on_val keeps the last epoch: it cannot be combined with early stopping "
+                          "(train.patience)")
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
@@ -120,6 +123,10 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     targets = table.targets()
     classes = table.classes
     log.info("classes %s; train %d, validation %d images", classes, len(train_rows), len(val_rows))
+    if cfg.data.train_on_val:
+        log.warning("data.train_on_val: training on the %d validation images too; the last epoch is kept and "
+                    "the validation figures are not a held-out estimate", len(val_rows))
+        train_rows = np.concatenate([train_rows, val_rows])
 
     model = create_model(cfg.model.name, len(classes), pretrained=cfg.model.pretrained,
                          weights=cfg.model.weights, drop_rate=cfg.model.drop_rate,
@@ -146,8 +153,10 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         fit_seconds = time.perf_counter() - fit_started
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
 
-    description = f"{cfg.model.name} on {Path(cfg.data.path).name} (validation split, {len(val_rows)} images)"
-    ev = evaluate_model(model, classes, pre, data, val_rows, description)
+    seen = ", also trained on" if cfg.data.train_on_val else ""
+    seen += f", TTA {cfg.model.tta}" if cfg.model.tta != "none" else ""
+    description = f"{cfg.model.name} on {Path(cfg.data.path).name} (validation split, {len(val_rows)} images{seen})"
+    ev = evaluate_model(model, classes, pre, data, val_rows, description, tta=cfg.model.tta)
     ev, rule = fit_rule(ev)  # temperature and the 0.866-sensitivity operating points, on validation
     figures = write_evaluation(ev, out / "evaluation")
     files = {"split": "split.csv"}
@@ -168,6 +177,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         "classes": classes,
         "label_view": cfg.data.labels,
         "preprocessing": pre.to_dict(),
+        "inference": {"tta": cfg.model.tta},
         "training": {
             "config": cfg.to_dict(),
             "strategy": cfg.train.strategy,
@@ -187,7 +197,8 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         },
         **rule,
         "validation": {k: summary[k] for k in ("n_images", "accuracy", "balanced_accuracy", "macro_auc",
-                                                "macro_auc_grade", "per_class", "binary")},
+                                                "macro_auc_grade", "per_class", "binary")}
+        | {"seen_in_training": cfg.data.train_on_val},
         "files": {name: str(p.relative_to(out)) for name, p in figures.items()} | files,
     }
     write_card(out, card)
@@ -210,13 +221,16 @@ def _fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: Freeze
     last_ckpt = out / "checkpoints" / "last.ckpt"
     trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
 
-    best = checkpoint.best_model_path or str(last_ckpt)
+    # With data.train_on_val the validation images are training images: no epoch is chosen on them.
+    best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     history = epoch_table(out / "logs")
+    kept = len(history) - 1 if cfg.data.train_on_val else _best_epoch(history, cfg.train.monitor)
     run = {
         "epochs_run": int(trainer.current_epoch),
-        "best_epoch": _best_epoch(history, cfg.train.monitor),
-        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "best_epoch": kept,
+        "best_score": (float(checkpoint.best_model_score)
+                       if checkpoint.best_model_score is not None and not cfg.data.train_on_val else None),
         "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
         "train_images_per_s": _median(history, "train_images_per_s"),
     }

@@ -1,0 +1,104 @@
+"""Issue 4's leaderboard on HAM10000: every row trained and scored on the same split.
+
+    .venv/bin/python benchmarks/leaderboard.py --recipe runs/cpu-recipe/ham10000
+
+Rows, all through ``lesionlens.explore`` (one bundle per run under --out, read back if already there):
+- LeNet-5 (32 px) and the simple CNN (64 px) trained from scratch;
+- MobileNetV2 and EfficientNet-Lite0 from ImageNet at --size px with each transfer-learning strategy:
+  baseline (new last layer), shallow (new top model), deep (then unfreezing block by block with
+  discriminative rates), features (frozen embeddings + logistic regression);
+- the CPU recipe (configs/cpu_recipe.yaml), read from its finished bundle, without and with its d4 TTA.
+The split is the recipe bundle's ``split.csv`` (seeded, lesion-grouped, stratified 80/20), so the
+recipe's row is comparable; without --recipe, the first run's split is used by all the others.
+Settings shared by the grid are configs/default.yaml's (AdamW, cosine, sqrt weights + logit adjustment).
+Prints one table and writes ``leaderboard.csv`` / ``leaderboard.html`` in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from lesionlens.bundle import read_card
+from lesionlens.config import config_from_dict, load_config
+from lesionlens.evaluation.evaluate import predict_split
+from lesionlens.explore import _rank, explore, scores, write_leaderboard
+from lesionlens.models.profile import model_cost
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe_rows(bundle: Path, data: Path, tta: str) -> list[dict]:
+    card = read_card(bundle)
+    c = card.data
+    cost = model_cost(card.architecture, len(card.classes), c["preprocessing"]["image_size"])
+    base = {"model": card.architecture, "strategy": "recipe", "head": c["model"]["head"],
+            "image_size": c["preprocessing"]["image_size"], "status": "trained", "bundle": str(bundle),
+            "gmacs": round(cost.macs / 1e9, 3), **scores(c)}
+    rows = [base | {"reason": "configs/cpu_recipe.yaml"}]
+    with tempfile.TemporaryDirectory() as tmp:
+        ev, _ = predict_split(card, data, Path(tmp), split="own-val", tta=tta, progress=False)
+    s = ev.summary()
+    rows.append(base | {"strategy": f"recipe+{tta}", "balanced_accuracy": round(s["balanced_accuracy"], 4),
+                        "macro_auc": round(s["macro_auc"], 4),
+                        "melanoma_auc": round(s["binary"]["melanoma"]["auc"], 4),
+                        "reason": f"configs/cpu_recipe.yaml, test-time augmentation {tta}"})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--recipe", type=Path, help="the finished HAM10000 bundle of configs/cpu_recipe.yaml")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "leaderboard")
+    parser.add_argument("--size", type=int, default=128, help="input size of the pretrained runs")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the pretrained gradient-trained runs")
+    parser.add_argument("--scratch-epochs", type=int, default=8, help="epochs of LeNet-5 and the simple CNN")
+    parser.add_argument("--budget-minutes", type=float, default=45, help="for the whole grid")
+    parser.add_argument("--tta", default="d4")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lesionlens").setLevel(logging.INFO)
+
+    ham = args.shared / "data" / "ham10000"
+    data = str(args.recipe / "split.csv") if args.recipe else str(ham)
+    base = load_config(ROOT / "configs" / "default.yaml", {"model.weights": str(args.shared / "weights")})
+    scratch = config_from_dict(base.to_dict())
+    scratch.train.epochs = args.scratch_epochs
+    pretrained = config_from_dict(base.to_dict())
+    pretrained.train.epochs = args.epochs
+
+    deadline = time.monotonic() + args.budget_minutes * 60
+    def left() -> float:
+        return max(0.0, (deadline - time.monotonic()) / 60)
+
+    rows = explore(scratch, data, args.out, ["lenet5"], ["scratch"], [32], left())
+    data = str(args.recipe / "split.csv") if args.recipe else str(args.out / "lenet5-scratch-32" / "split.csv")
+    rows += explore(scratch, data, args.out, ["simple_cnn"], ["scratch"], [64], left())
+    rows += explore(pretrained, data, args.out, ["mobilenet_v2", "efficientnet_lite0"],
+                    ["baseline", "shallow", "deep", "features"], [args.size], left())
+    if args.recipe:
+        rows += recipe_rows(args.recipe, ham, args.tta)
+    rows.sort(key=_rank)
+    write_leaderboard(rows, args.out, data, args.budget_minutes)
+
+    print(f"\nHAM10000, same split for every row ({data}); validation figures\n")
+    print(f"{'model':<20}{'strategy':<11}{'size':>5}{'bal.acc':>9}{'macroAUC':>10}{'melAUC':>8}{'params':>12}"
+          f"{'GMACs':>7}{'train min':>10}{'img/s':>8}  status")
+    for r in rows:
+        def f(key: str, spec: str, r=r) -> str:
+            return "" if r.get(key) in (None, "") else format(r[key], spec)
+        print(f"{r['model']:<20}{r['strategy']:<11}{r['image_size']:>5}{f('balanced_accuracy', '.3f'):>9}"
+              f"{f('macro_auc', '.3f'):>10}{f('melanoma_auc', '.3f'):>8}{f('parameters', ',d'):>12}"
+              f"{f('gmacs', '.2f'):>7}{f('train_minutes', '.1f'):>10}{f('images_per_s', '.1f'):>8}  {r['status']}"
+              + (f": {r['reason']}" if r.get("reason") and r["status"] != "trained" else ""))
+    print(f"\nLeaderboard: {args.out / 'leaderboard.csv'}, {args.out / 'leaderboard.html'}")
+
+
+if __name__ == "__main__":
+    main()
