@@ -40,6 +40,8 @@ def recipe_rows(bundle: Path, data: Path, tta: str) -> list[dict]:
             "image_size": c["preprocessing"]["image_size"], "status": "trained", "bundle": str(bundle),
             "gmacs": round(cost.macs / 1e9, 3), **scores(c)}
     rows = [base | {"reason": "configs/cpu_recipe.yaml"}]
+    if tta == "none":
+        return rows
     with tempfile.TemporaryDirectory() as tmp:
         ev, _ = predict_split(card, data, Path(tmp), split="own-val", tta=tta, progress=False)
     s = ev.summary()
@@ -59,7 +61,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the pretrained gradient-trained runs")
     parser.add_argument("--scratch-epochs", type=int, default=8, help="epochs of LeNet-5 and the simple CNN")
     parser.add_argument("--budget-minutes", type=float, default=45, help="for the whole grid")
-    parser.add_argument("--tta", default="d4")
+    parser.add_argument("--tta", default="d4", help="a second recipe row with this test-time augmentation "
+                        "(none: no second row; benchmarks/cpu_recipe.py reports it too)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")

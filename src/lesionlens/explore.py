@@ -61,6 +61,7 @@ def seconds_per_image(cfg: RunConfig, batch: int = 8) -> float:
     """Measured: one forward and backward pass of a batch at the run's input size, per image."""
     model = create_model(cfg.model.name, 2, head=cfg.model.head, image_size=cfg.model.image_size).train()
     x = torch.randn(batch, 3, cfg.model.image_size, cfg.model.image_size)
+    model(x).sum().backward()  # the first pass also allocates and picks kernels: not timed
     started = time.perf_counter()
     model(x).sum().backward()
     return (time.perf_counter() - started) / batch
@@ -70,8 +71,13 @@ def estimate_minutes(cfg: RunConfig, n_images: int) -> float:
     """Training (forward + backward of every image each epoch; one forward pass for ``features``),
     plus evaluation and loading."""
     per_image = seconds_per_image(cfg)
+    forward = per_image / FORWARD_BACKWARD
     if cfg.train.strategy == "features":
-        seconds = n_images * per_image / FORWARD_BACKWARD
+        seconds = n_images * forward
+    elif cfg.train.strategy in ("baseline", "shallow"):  # no backward pass through the frozen backbone
+        seconds = n_images * forward * 1.2 * cfg.train.epochs
+    elif cfg.train.strategy == "deep":  # the backward pass reaches further down epoch by epoch
+        seconds = n_images * (forward + per_image) / 2 * cfg.train.epochs
     else:
         seconds = n_images * per_image * cfg.train.epochs
     return seconds * OVERHEAD / 60
@@ -157,6 +163,21 @@ def scores(card: dict) -> dict:
             "images_per_s": t["train_images_per_s"], "parameters": card["model"]["parameters"]}
 
 
+def _cell(column: str, value) -> str:
+    if value is None or value == "":
+        return "<td></td>"
+    if column == "balanced_accuracy":
+        return (f"<td class='num'><span class='bar' style='width:{max(0.0, float(value)) * 120:.0f}px'></span>"
+                f"{float(value):.3f}</td>")
+    if column in ("macro_auc", "melanoma_auc"):
+        return f"<td class='num'>{float(value):.3f}</td>"
+    if column == "parameters":
+        return f"<td class='num'>{int(value):,}</td>"
+    if column in ("gmacs", "train_minutes", "images_per_s"):
+        return f"<td class='num'>{float(value):.2f}</td>"
+    return f"<td>{html.escape(str(value))}</td>"
+
+
 def _round(x) -> float | None:
     return None if x is None else round(float(x), 4)
 
@@ -173,15 +194,19 @@ def write_leaderboard(rows: list[dict], out: Path, data: str, budget_minutes: fl
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in COLUMNS})
-    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('' if row.get(c) is None else str(row.get(c)))}</td>" for c in COLUMNS)
-        + "</tr>" for row in rows)
+    shown = [c for c in COLUMNS if c not in ("estimated_minutes", "bundle")]
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in shown)
+    body = "".join(f"<tr class='{html.escape(str(row.get('status', '')))}'>"
+                   + "".join(_cell(c, row.get(c)) for c in shown) + "</tr>" for row in rows)
     html_path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>LesionLens explore</title>"
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:3px 6px;font-size:13px}</style></head><body>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>LesionLens explore</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
+        "td,th{border-bottom:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
+        ".bar{display:inline-block;height:9px;background:#3a7bd5;margin-right:6px;vertical-align:middle}"
+        "tr.skipped,tr.failed{color:#888}tr.failed td:first-child{color:#b00}</style></head><body>"
         f"<h1>Explore: {html.escape(data)}</h1><p>Validation figures of each run on the same split; "
-        f"budget {budget_minutes:g} minutes. Best balanced accuracy first; skipped runs say why.</p>"
+        f"budget {budget_minutes:g} minutes. Best balanced accuracy first (the bar: 0 to 1); skipped and "
+        f"failed runs say why. Bundles and the full table: leaderboard.csv beside this page.</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>")
     return csv_path, html_path

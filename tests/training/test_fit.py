@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -191,9 +192,22 @@ def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tm
     kept = {k.removeprefix("model."): v for k, v in last["state_dict"].items()}
     reloaded = Predictor(out).model.state_dict()
     assert all(torch.equal(reloaded[k], kept[k]) for k in reloaded)
-    assert result.card["training"]["best_epoch"] == 2
+    assert result.card["training"]["best_epoch"] == 3  # epochs count from 1, as in the log
     assert result.card["validation"]["seen_in_training"] is True
 
     cfg.train.patience = 2
     with pytest.raises(ValueError, match="train_on_val"):
         train(cfg, tmp_path / "refused", progress=False)
+
+
+def test_a_split_file_written_from_a_relative_data_path_reads_back_anywhere(trained, tmp_path, monkeypatch):
+    """Trained with ``--data ../x`` from one folder, the bundle's split.csv must still name the images
+    when read from elsewhere (a CSV's relative paths are taken relative to the CSV's own folder)."""
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    out = tmp_path / "relative"
+    train(_cfg(root.name, epochs=1), out, progress=False)
+    paths = pd.read_csv(out / "split.csv")["path"]
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
+    monkeypatch.chdir(tmp_path)
+    train(_cfg(out / "split.csv", epochs=1), tmp_path / "again", progress=False)

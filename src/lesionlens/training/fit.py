@@ -76,8 +76,12 @@ def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: 
 
 
 def write_split(table: ImageTable, path: Path) -> None:
+    """The split as a table that ``--data`` reads again: image paths are made absolute, because a
+    CSV's relative paths are read relative to the CSV's own folder, not to where training ran."""
     cols = ["image_id", "partition", "label", "group", "sha256", "path"]
-    table.frame[cols].to_csv(path, index=False)
+    frame = table.frame[cols].copy()
+    frame["path"] = [str(Path(p).resolve()) if p else p for p in frame["path"]]
+    frame.to_csv(path, index=False)
 
 
 def fingerprint(table: ImageTable) -> str:
@@ -225,7 +229,7 @@ def _fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: Freeze
     best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     history = epoch_table(out / "logs")
-    kept = len(history) - 1 if cfg.data.train_on_val else _best_epoch(history, cfg.train.monitor)
+    kept = int(history.index[-1]) if cfg.data.train_on_val else _best_epoch(history, cfg.train.monitor)
     run = {
         "epochs_run": int(trainer.current_epoch),
         "best_epoch": kept,
