@@ -26,7 +26,7 @@ from pathlib import Path
 from lesionlens.bundle import read_card
 from lesionlens.config import config_from_dict, load_config
 from lesionlens.evaluation.evaluate import predict_split
-from lesionlens.explore import _rank, explore, scores, write_leaderboard
+from lesionlens.explore import explore, leaderboard_order, scores, write_leaderboard
 from lesionlens.models.profile import model_cost
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def main() -> None:
                     ["baseline", "shallow", "deep", "features"], [args.size], left())
     if args.recipe:
         rows += recipe_rows(args.recipe, ham, args.tta)
-    rows.sort(key=_rank)
+    rows.sort(key=leaderboard_order)
     write_leaderboard(rows, args.out, data, args.budget_minutes)
 
     print(f"\nHAM10000, same split for every row ({data}); validation figures\n")

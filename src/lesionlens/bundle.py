@@ -58,6 +58,10 @@ class Card:
         """The test-time augmentation the bundle's rule was fitted with and is used with by default."""
         return self.data.get("inference", {}).get("tta", "none")
 
+    def resolve_tta(self, tta: str | None) -> str:
+        """``tta`` as asked for, or the bundle's own where it is None."""
+        return self.tta if tta is None else tta
+
     @property
     def weights_path(self) -> Path:
         return self.path / self.data["weights"]["file"]

@@ -34,6 +34,7 @@ COLUMNS = ["model", "strategy", "head", "image_size", "status", "balanced_accura
            "parameters", "gmacs", "train_minutes", "images_per_s", "estimated_minutes", "bundle", "reason"]
 FORWARD_BACKWARD = 3.0  # a training step costs about three forward passes
 OVERHEAD = 1.5  # data loading, validation each epoch, the final evaluation
+HEAD_BACKWARD = 1.2  # a frozen-backbone step: the forward pass plus the head's small backward pass
 
 
 @dataclass
@@ -68,14 +69,15 @@ def seconds_per_image(cfg: RunConfig, batch: int = 8) -> float:
 
 
 def estimate_minutes(cfg: RunConfig, n_images: int) -> float:
-    """Training (forward + backward of every image each epoch; one forward pass for ``features``),
-    plus evaluation and loading."""
+    """Training time from one timed forward + backward pass: all of it every epoch for full training,
+    the forward pass (and a small head) for a frozen backbone, in between for ``deep``, one forward
+    pass in all for ``features``; plus evaluation and loading."""
     per_image = seconds_per_image(cfg)
     forward = per_image / FORWARD_BACKWARD
     if cfg.train.strategy == "features":
         seconds = n_images * forward
     elif cfg.train.strategy in ("baseline", "shallow"):  # no backward pass through the frozen backbone
-        seconds = n_images * forward * 1.2 * cfg.train.epochs
+        seconds = n_images * forward * HEAD_BACKWARD * cfg.train.epochs
     elif cfg.train.strategy == "deep":  # the backward pass reaches further down epoch by epoch
         seconds = n_images * (forward + per_image) / 2 * cfg.train.epochs
     else:
@@ -147,7 +149,7 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
             continue
         split = split or bundle / "split.csv"
         row.update(status="trained", bundle=str(bundle), **scores(result.card))
-    rows = sorted((c.row for c in cells), key=_rank)
+    rows = sorted((c.row for c in cells), key=leaderboard_order)
     write_leaderboard(rows, out, data, budget_minutes)
     return rows
 
@@ -182,7 +184,8 @@ def _round(x) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def _rank(row: dict) -> tuple:
+def leaderboard_order(row: dict) -> tuple:
+    """Sort key: trained runs first, best balanced accuracy first."""
     trained = row.get("status") == "trained"
     return (not trained, -(row.get("balanced_accuracy") or 0.0), row["model"], row["strategy"], row["image_size"])
 

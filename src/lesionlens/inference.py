@@ -77,7 +77,7 @@ class Predictor:
 
     def __init__(self, bundle: str | Path, tta: str | None = None):
         self.card = read_card(bundle)
-        tta = self.card.tta if tta is None else tta  # None: the test-time augmentation the bundle was fitted with
+        tta = self.card.resolve_tta(tta)  # None: the test-time augmentation the bundle was fitted with
         if tta not in TTA_VIEWS:
             raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {list(TTA_VIEWS)}")
         self.model = load_model(self.card)

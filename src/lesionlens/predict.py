@@ -65,7 +65,7 @@ def describe_rule(bundle: Path, tta: str | None = None) -> list[str]:
     card = read_card(bundle, verify=False)
     rule = DecisionRule.from_card(card.data)
     points = {p.view: p for p in rule.operating_points}
-    used = card.tta if tta is None else tta
+    used = card.resolve_tta(tta)
     lines = [f"test-time augmentation {used}" + (" (the bundle's default)" if tta is None else "")
              + (f"; the rule below was fitted with {card.tta}" if used != card.tta else "")]
     lines.append(f"probabilities at temperature {rule.temperature:.3f}" if rule.temperature != 1.0

@@ -64,7 +64,7 @@ def calibrate_bundle(bundle: str | Path, data_path: str | Path | None = None, sp
 
     card = read_card(bundle)
     data_path = data_path or card.data["data"]["path"]
-    tta = card.tta if tta is None else tta
+    tta = card.resolve_tta(tta)
     ev, _ = predict_split(card, data_path, None, fmt, images, split, "stop", cache_dir, tta, progress=progress)
     ev, entries = fit_rule(ev, criterion, target, calibrate)
     card = store_rule(card, entries, tta)

@@ -127,7 +127,7 @@ def predict_split(card: Card, data_path: str | Path, out: Path | None = None, fm
     """The bundle's predictions on a split of labelled data, and the folder its results belong in
     (nothing but the data-issues report is written yet). ``tta`` None: the bundle's own."""
     pre = card.preprocessing
-    tta = card.tta if tta is None else tta
+    tta = card.resolve_tta(tta)
     table = apply_view(read_table(data_path, fmt, images), card.data.get("label_view", "all"))
     align_classes(table.classes, card.classes)  # fail before decoding anything
     split = resolve_split(table, card, data_path, split)
