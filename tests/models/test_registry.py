@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import pytest
 import torch
@@ -153,7 +154,9 @@ def test_a_local_file_with_the_wrong_sha256_is_refused(tmp_path):
         create_model("efficientnet_lite0", 2, pretrained=True, weights=tmp_path / "nope.pth")
 
 
-def test_a_verified_local_file_is_loaded(tmp_path, monkeypatch):
+@pytest.fixture
+def local_lite0(tmp_path, monkeypatch):
+    """Random EfficientNet-Lite0 'ImageNet' weights in a local file the registry trusts."""
     source = create_model("efficientnet_lite0", 1000)
     path = tmp_path / "tf_efficientnet_lite0.pth"
     torch.save(source.state_dict(), path)
@@ -164,10 +167,32 @@ def test_a_verified_local_file_is_loaded(tmp_path, monkeypatch):
                                                    spec.weights.description, hub=False),
                         timm_name=spec.timm_name)
     monkeypatch.setitem(registry.MODELS, "efficientnet_lite0", patched)
-    model = create_model("efficientnet_lite0", 3, pretrained=True, weights=tmp_path)
+    return source, tmp_path
+
+
+def test_a_verified_local_file_is_loaded(local_lite0):
+    source, folder = local_lite0
+    model = create_model("efficientnet_lite0", 3, pretrained=True, weights=folder)
     assert "sha256 verified" in model.pretrained_source
     assert torch.equal(model.conv_stem.weight, source.conv_stem.weight)
     assert model.get_classifier().out_features == 3
+
+
+@pytest.mark.parametrize("head", ["linear", "avg", "mlp"])
+def test_the_new_last_layer_of_a_pretrained_network_starts_at_zero(local_lite0, head):
+    """Every class starts at the same score: the first loss is ln(classes), not timm's few-class
+    init's (its EfficientNet classifier is drawn in +-1/sqrt(classes), sized for 1,000)."""
+    _, folder = local_lite0
+    model = create_model("efficientnet_lite0", 7, pretrained=True, weights=folder, head=head, image_size=64).eval()
+    logits = model(torch.randn(4, 3, 64, 64))
+    assert torch.count_nonzero(model.get_classifier().weight) == 0
+    assert torch.allclose(logits, torch.zeros_like(logits))
+    loss = torch.nn.functional.cross_entropy(model.train()(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(7), abs=1e-5)
+    assert model.get_classifier().weight.grad.abs().sum() > 0  # it learns from the first step
+    scratch = create_model("efficientnet_lite0", 7, head=head, image_size=64)
+    assert torch.count_nonzero(scratch.get_classifier().weight) > 0  # from scratch: the architecture's init
 
 
 def test_efficientnet_lite_key_conversion():

@@ -223,6 +223,7 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, weights:
     ``classifier`` (the shape a bundle's card records) puts a fitted embedding classifier (logistic
     regression, linear SVM, random forest: :mod:`lesionlens.models.classical`) on the backbone's
     embeddings, to be filled by ``load_state_dict``.
+    With pretrained weights the new last layer starts at zero (:func:`zero_last_layer`).
     Every parameter is trainable; which ones train is the strategy's business (:mod:`lesionlens.models.freeze`).
     """
     spec = get_spec(name)
@@ -237,9 +238,29 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, weights:
         log.debug("%s: ImageNet weights from %s", name, model.pretrained_source)
     if head != "linear":
         model = _with_top_model(spec, model, head, num_classes, drop_rate, image_size)
+    if pretrained:
+        zero_last_layer(model)
     if classifier is not None:
         model = EmbeddingClassifier(model, scores_from_shape(classifier))
     return model
+
+
+def zero_last_layer(model: nn.Module) -> None:
+    """Start the new last layer of a pretrained network at zero, as Big Transfer does (Kolesnikov
+    et al., 2020): every class starts at the same score and the first gradients are the data's.
+
+    timm initialises an EfficientNet / MobileNet classifier uniformly in +-1/sqrt(num_classes),
+    scaled for 1,000 classes: with 7 its logits on ImageNet features start with a standard
+    deviation near 6 and a loss near 7 instead of ln 7 = 1.95, and those gradients hit the
+    pretrained backbone first (measured on HAM10000 images at 128 px: EfficientNet-Lite0 6.0,
+    MobileNetV2 4.9).
+    """
+    layer = model.get_classifier()
+    if isinstance(layer, nn.Linear):
+        with torch.no_grad():
+            layer.weight.zero_()
+            if layer.bias is not None:
+                layer.bias.zero_()
 
 
 def top_modules(name: str, model: nn.Module) -> list[str]:
