@@ -1,6 +1,6 @@
 """The CPU recipe (configs/cpu_recipe.yaml) against issue 4's two targets, in one printed table.
 
-    .venv/bin/python benchmarks/cpu_recipe.py                    # trains both runs (~45 + ~35-45 min)
+    .venv/bin/python benchmarks/cpu_recipe.py                    # trains both runs (~45-50 + ~35-45 min)
     .venv/bin/python benchmarks/cpu_recipe.py --ham-bundle runs/cpu-recipe/ham10000 \\
         --isic-bundle runs/cpu-recipe/isic2017                   # reports finished runs
 
