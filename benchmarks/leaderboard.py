@@ -5,8 +5,9 @@
 Rows, all through ``lesionlens.explore`` (one bundle per run under --out, read back if already there):
 - LeNet-5 (32 px) and the simple CNN (64 px) trained from scratch;
 - MobileNetV2 and EfficientNet-Lite0 from ImageNet at --size px with each transfer-learning strategy:
-  baseline (new last layer), shallow (new top model), deep (then unfreezing block by block with
-  discriminative rates), features (frozen embeddings + logistic regression);
+  baseline (new last layer), shallow (a new --top-model, default flatten + MLP), deep (the same top
+  model, then unfreezing block by block with discriminative rates), features (frozen embeddings +
+  logistic regression);
 - the CPU recipe (configs/cpu_recipe.yaml), read from its finished bundle, without and with its d4 TTA.
 The split is the recipe bundle's ``split.csv`` (seeded, lesion-grouped, stratified 80/20), so the
 recipe's row is comparable; without --recipe, the first run's split is used by all the others.
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "leaderboard")
     parser.add_argument("--size", type=int, default=128, help="input size of the pretrained runs")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the pretrained gradient-trained runs")
+    parser.add_argument("--top-model", default="mlp", help="the new top model of shallow and deep (default mlp: "
+                        "flatten + Dense(256) + softmax)")
     parser.add_argument("--scratch-epochs", type=int, default=8, help="epochs of LeNet-5 and the simple CNN")
     parser.add_argument("--budget-minutes", type=float, default=45, help="for the whole grid")
     parser.add_argument("--tta", default="d4", help="a second recipe row with this test-time augmentation "
@@ -83,20 +86,23 @@ def main() -> None:
     rows = explore(scratch, data, args.out, ["lenet5"], ["scratch"], [32], left())
     data = str(args.recipe / "split.csv") if args.recipe else str(args.out / "lenet5-scratch-32" / "split.csv")
     rows += explore(scratch, data, args.out, ["simple_cnn"], ["scratch"], [64], left())
-    rows += explore(pretrained, data, args.out, ["mobilenet_v2", "efficientnet_lite0"],
-                    ["baseline", "shallow", "deep", "features"], [args.size], left())
+    pretrained_models = ["mobilenet_v2", "efficientnet_lite0"]
+    rows += explore(pretrained, data, args.out, pretrained_models, ["baseline", "features"], [args.size], left())
+    # a new top model for shallow and deep: with the own (linear) head shallow would be baseline again
+    rows += explore(pretrained, data, args.out, pretrained_models, ["shallow", "deep"], [args.size], left(),
+                    heads=[args.top_model])
     if args.recipe:
         rows += recipe_rows(args.recipe, ham, args.tta)
     rows.sort(key=leaderboard_order)
     write_leaderboard(rows, args.out, data, args.budget_minutes)
 
     print(f"\nHAM10000, same split for every row ({data}); validation figures\n")
-    print(f"{'model':<20}{'strategy':<11}{'size':>5}{'bal.acc':>9}{'macroAUC':>10}{'melAUC':>8}{'params':>12}"
+    print(f"{'model':<20}{'strategy':<11}{'head':<7}{'size':>5}{'bal.acc':>9}{'macroAUC':>10}{'melAUC':>8}{'params':>12}"
           f"{'GMACs':>7}{'train min':>10}{'img/s':>8}  status")
     for r in rows:
         def f(key: str, spec: str, r=r) -> str:
             return "" if r.get(key) in (None, "") else format(r[key], spec)
-        print(f"{r['model']:<20}{r['strategy']:<11}{r['image_size']:>5}{f('balanced_accuracy', '.3f'):>9}"
+        print(f"{r['model']:<20}{r['strategy']:<11}{r['head']:<7}{r['image_size']:>5}{f('balanced_accuracy', '.3f'):>9}"
               f"{f('macro_auc', '.3f'):>10}{f('melanoma_auc', '.3f'):>8}{f('parameters', ',d'):>12}"
               f"{f('gmacs', '.2f'):>7}{f('train_minutes', '.1f'):>10}{f('images_per_s', '.1f'):>8}  {r['status']}"
               + (f": {r['reason']}" if r.get("reason") and r["status"] != "trained" else ""))

@@ -82,9 +82,29 @@ def test_weights_that_cannot_be_loaded_are_tried_once(class_folder, tmp_path, mo
     out = tmp_path / "e"
     assert main(["explore", "--data", str(class_folder), "--out", str(out), "--models", "efficientnet_lite0",
                  "--strategies", "shallow,features", "--sizes", "32", "--weights", str(empty),
-                 "--budget-minutes", "10", "-q"]) == 0
+                 "--budget-minutes", "600", "-q"]) == 0  # a budget no busy machine's estimate overruns
     rows = _rows(out)
     assert len(calls) == 1
     assert rows[("efficientnet_lite0", "shallow", "32")]["status"] == "failed"
     reasons = {r["reason"] for r in rows.values()}
     assert len(reasons) == 1 and "has no tf_efficientnet_lite0.pth" in reasons.pop()
+
+
+def test_a_grid_of_top_models_trains_one_bundle_per_head(class_folder, tmp_path, capsys):
+    from lesionlens.bundle import read_card
+
+    out = tmp_path / "heads"
+    args = ["explore", "--data", str(class_folder), "--out", str(out), "--models", "tiny_cnn", "--strategies",
+            "scratch", "--sizes", "32", "--epochs", "1", "--budget-minutes", "600", "--set", "train.batch_size=8",
+            "--set", "data.num_workers=0", "-q"]
+    assert main(args + ["--head", "linear,max"]) == 0
+    with (out / "leaderboard.csv").open() as f:
+        rows = {r["head"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"linear", "max"} and all(r["status"] == "trained" for r in rows.values())
+    assert rows["max"]["bundle"].endswith("tiny_cnn-scratch-32-max")
+    assert read_card(out / "tiny_cnn-scratch-32-max").data["model"]["head"] == "max"
+    assert read_card(out / "tiny_cnn-scratch-32").data["model"]["head"] == "linear"
+
+    capsys.readouterr()
+    assert main(args + ["--head", "linear,flat"]) == 2
+    assert "unknown top model flat" in capsys.readouterr().err

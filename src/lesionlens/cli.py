@@ -427,8 +427,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _explore_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "explore", help="train a grid of models x strategies x input sizes and rank them",
-        description="Train every combination of --models, --strategies and --sizes on one data set, on the "
+        "explore", help="train a grid of models x strategies x input sizes (x top models) and rank them",
+        description="Train every combination of --models, --strategies, --sizes (and --head) on one data set, on the "
                     "same split, within --budget-minutes; write one bundle per run and leaderboard.csv / "
                     "leaderboard.html (balanced accuracy, macro and melanoma AUC, parameters, MACs, time, "
                     "images/s). Runs that cannot fit the budget or cannot run are skipped with the reason.",
@@ -445,7 +445,8 @@ def _explore_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-minutes", type=float, required=True, help="total time for the whole grid")
     p.add_argument("--config", type=Path, help="YAML of shared settings (defaults otherwise)")
     p.add_argument("--epochs", type=int, help="epochs of each gradient-trained run")
-    p.add_argument("--head", choices=["linear", "avg", "max", "mlp"], help="top model of every run")
+    p.add_argument("--head", help="top model of the runs (linear, avg, max, mlp), or a comma-separated grid of "
+                   "them, e.g. linear,mlp (default: the config's)")
     p.add_argument("--weights", help="local weights file or folder, e.g. ../shared/weights")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, as for train")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -455,20 +456,25 @@ def _explore_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_explore(args: argparse.Namespace) -> int:
     from lesionlens.config import load_config, parse_assignment
     from lesionlens.explore import explore
+    from lesionlens.models.heads import HEADS
 
+    heads = _names(args.head) if args.head else None
+    unknown = [h for h in heads or [] if h not in HEADS]
+    if unknown:
+        raise ValueError(f"unknown top model {', '.join(unknown)} in --head; choose from {', '.join(HEADS)}")
     overrides = dict(parse_assignment(s) for s in args.set)
-    for key, value in (("train.epochs", args.epochs), ("model.head", args.head), ("model.weights", args.weights)):
+    for key, value in (("train.epochs", args.epochs), ("model.weights", args.weights)):
         if value is not None:
             overrides[key] = value
     base = load_config(args.config, overrides)
     _quiet_lightning(args)
     rows = explore(base, args.data, args.out, _names(args.models), _names(args.strategies),
-                   [int(z) for z in _names(args.sizes)], args.budget_minutes, progress=not args.quiet)
-    print(f"{'model':<20}{'strategy':<10}{'size':>5}{'bal.acc':>9}{'AUC':>7}  status")
+                   [int(z) for z in _names(args.sizes)], args.budget_minutes, progress=not args.quiet, heads=heads)
+    print(f"{'model':<20}{'strategy':<10}{'head':<7}{'size':>5}{'bal.acc':>9}{'AUC':>7}  status")
     for r in rows:
         acc = "" if r.get("balanced_accuracy") is None else f"{r['balanced_accuracy']:.3f}"
         auc = "" if r.get("macro_auc") is None else f"{r['macro_auc']:.3f}"
-        print(f"{r['model']:<20}{r['strategy']:<10}{r['image_size']:>5}{acc:>9}{auc:>7}  {r['status']}"
+        print(f"{r['model']:<20}{r['strategy']:<10}{r['head']:<7}{r['image_size']:>5}{acc:>9}{auc:>7}  {r['status']}"
               + (f": {r['reason']}" if r.get("reason") else ""))
     print(f"\nLeaderboard: {args.out / 'leaderboard.csv'} and {args.out / 'leaderboard.html'}")
     return 0

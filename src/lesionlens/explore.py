@@ -4,7 +4,8 @@
         --strategies shallow,deep,features --sizes 128,160 --epochs 3 --budget-minutes 60
 
 Every run trains on the same split (the first run's ``split.csv``, fed back as the data of the
-others) and writes its own bundle under ``OUT/<model>-<strategy>-<size>/``. Before each run its
+others) and writes its own bundle under ``OUT/<model>-<strategy>-<size>/`` (``...-<size>-<head>/``
+for a top model other than the linear one: ``--head mlp`` or a grid of them). Before each run its
 cost is estimated from a timed forward/backward pass of the model at its input size; a run that
 would overrun what is left of the budget, or that cannot run at all (no pretrained weights for a
 strategy that needs them), is skipped with the reason. The leaderboard (``leaderboard.csv`` and
@@ -42,17 +43,20 @@ class Cell:
     model: str
     strategy: str
     image_size: int
+    head: str = "linear"
     row: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.strategy}-{self.image_size}"
+        suffix = "" if self.head == "linear" else f"-{self.head}"
+        return f"{self.model}-{self.strategy}-{self.image_size}{suffix}"
 
 
 def cell_config(base: RunConfig, cell: Cell, data: str) -> RunConfig:
     cfg = config_from_dict(base.to_dict())
     cfg.data.path = data
     cfg.model.name, cfg.model.image_size, cfg.train.strategy = cell.model, cell.image_size, cell.strategy
+    cfg.model.head = cell.head
     cfg.model.pretrained = cell.strategy != "scratch"
     cfg.model.frozen_stages = 0
     return cfg
@@ -95,9 +99,10 @@ def data_size(base: RunConfig, data: str) -> tuple[int, int]:
 
 
 def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies: list[str], sizes: list[int],
-            budget_minutes: float, progress: bool = False) -> list[dict]:
-    """Run the grid; returns the leaderboard rows (also written to ``out``). A cell whose bundle is
-    already in ``out`` is read back, not trained again."""
+            budget_minutes: float, progress: bool = False, heads: list[str] | None = None) -> list[dict]:
+    """Run the grid (``heads``: top models, default ``base.model.head`` alone); returns the
+    leaderboard rows (also written to ``out``). A cell whose bundle is already in ``out`` is read
+    back, not trained again."""
     from lesionlens.bundle import read_card
     from lesionlens.training.fit import train
 
@@ -107,7 +112,7 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
     deadline = time.monotonic() + budget_minutes * 60
     split: Path | None = None
     unloadable: dict[str, str] = {}  # model -> why its pretrained weights could not be loaded
-    cells = [Cell(m, s, z) for m in models for s in strategies for z in sizes]
+    cells = [Cell(m, s, z, h) for m in models for s in strategies for z in sizes for h in heads or [base.model.head]]
     for cell in cells:
         cfg = cell_config(base, cell, str(split) if split else data)
         row = {"model": cell.model, "strategy": cell.strategy, "head": cfg.model.head, "image_size": cell.image_size}
@@ -187,7 +192,8 @@ def _round(x) -> float | None:
 def leaderboard_order(row: dict) -> tuple:
     """Sort key: trained runs first, best balanced accuracy first."""
     trained = row.get("status") == "trained"
-    return (not trained, -(row.get("balanced_accuracy") or 0.0), row["model"], row["strategy"], row["image_size"])
+    return (not trained, -(row.get("balanced_accuracy") or 0.0), row["model"], row["strategy"], row["image_size"],
+            row.get("head", ""))
 
 
 def write_leaderboard(rows: list[dict], out: Path, data: str, budget_minutes: float) -> tuple[Path, Path]:
