@@ -1,6 +1,6 @@
 """Accuracy of the default recipe on HAM10000 (stratified 80/20 split) and on ISIC 2017 (external).
 
-    .venv/bin/python benchmarks/core_recipe.py                      # trains configs/default.yaml
+    .venv/bin/python benchmarks/core_recipe.py                      # trains the built-in defaults
     .venv/bin/python benchmarks/core_recipe.py --bundle runs/ham10000-efficientnet_lite0
 
 Trains (unless --bundle names a finished run) and prints one table: validation balanced accuracy,
@@ -18,9 +18,9 @@ import time
 import warnings
 from pathlib import Path
 
-from lesionlens.bundle import read_card
+from lesionlens.bundle.card import read_card
 from lesionlens.config import load_config
-from lesionlens.evaluation.evaluate import evaluate_bundle
+from lesionlens.evaluation.bundles import evaluate_bundle
 from lesionlens.training.curves import epoch_table
 from lesionlens.training.fit import train
 
@@ -32,7 +32,7 @@ def _f(x) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--config", type=Path, default=Path("configs/default.yaml"))
+    parser.add_argument("--config", type=Path, help="a YAML recipe (default: the built-in defaults, the main job's)")
     parser.add_argument("--bundle", type=Path, help="a finished run to report instead of training one")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-core"))
     args = parser.parse_args()
@@ -45,22 +45,21 @@ def main() -> None:
         train(cfg, args.out, progress=True)
         args.bundle = args.out
     card = read_card(args.bundle)
-    c = card.data
-    v = c["validation"]
+    v = card.validation
     last = epoch_table(args.bundle / "logs").iloc[-1]
 
     started = time.perf_counter()
-    ext = evaluate_bundle(card, args.shared / "data" / "isic2017", split="test", progress=False)[0].summary()
+    ext = evaluate_bundle(card, args.shared / "data" / "isic2017", split="test", progress=False).written.ev.summary()
     ext_seconds = time.perf_counter() - started
 
-    t = c["training"]
-    print(f"\nDefault recipe: {c['model']['architecture']} at {c['preprocessing']['image_size']}px, "
-          f"{t['epochs_run']} epochs, best epoch {t['best_epoch']} ({t['device']})")
+    t = card.training
+    print(f"\nDefault recipe: {card.architecture} at {card.preprocessing.image_size}px, "
+          f"{t.epochs_run} epochs, best epoch {t.best_epoch} ({t.device})")
     print(f"{'data':<44}{'n':>6}{'bal.acc':>9}{'macroAUC':>10}{'melAUC':>9}{'malAUC':>9}{'img/s':>8}{'wall':>9}")
-    print(f"{'HAM10000 validation (80/20, chosen epoch)':<44}{v['n_images']:>6}{_f(v['balanced_accuracy']):>9}"
-          f"{_f(v['macro_auc']):>10}{_f(v['binary']['melanoma']['auc']):>9}{_f(v['binary']['malignant']['auc']):>9}"
-          f"{t['train_images_per_s']:>8.1f}{t['total_time_s'] / 60:>8.1f}m")
-    print(f"{'HAM10000 validation (last epoch, from log)':<44}{v['n_images']:>6}"
+    print(f"{'HAM10000 validation (80/20, chosen epoch)':<44}{v.n_images:>6}{_f(v.balanced_accuracy):>9}"
+          f"{_f(v.macro_auc):>10}{_f(v.binary['melanoma']['auc']):>9}{_f(v.binary['malignant']['auc']):>9}"
+          f"{t.train_images_per_s:>8.1f}{t.total_time_s / 60:>8.1f}m")
+    print(f"{'HAM10000 validation (last epoch, from log)':<44}{v.n_images:>6}"
           f"{_f(last.get('val_balanced_accuracy')):>9}{_f(last.get('val_macro_auc')):>10}")
     mel = ext["binary"].get("melanoma", {})
     sk = ext["per_class"].get("bkl", {})

@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from lesionlens.bundle import read_card
+from lesionlens.bundle.card import read_card
 from lesionlens.config import load_config
 from lesionlens.evaluation.bootstrap import confidence_intervals
 from lesionlens.evaluation.evaluate import predict_split
@@ -81,12 +81,12 @@ def main() -> None:
 
     lines = []
     ham_bundle = trained(args.ham_bundle, args.config, ham, weights, args.out / "ham10000")
-    card = read_card(ham_bundle).data
-    t = card["training"]
+    card = read_card(ham_bundle)
+    t = card.training
     last = epoch_table(ham_bundle / "logs").iloc[-1]
-    lines.append(f"HAM10000 run: {card['model']['architecture']} at {card['preprocessing']['image_size']}px, "
-                 f"{t['epochs_run']} epochs, best epoch {t['best_epoch']}, training {t['fit_time_s'] / 60:.1f} min "
-                 f"({t['train_images_per_s']} images/s, {t['device']}); last epoch's validation balanced accuracy "
+    lines.append(f"HAM10000 run: {card.architecture} at {card.preprocessing.image_size}px, "
+                 f"{t.epochs_run} epochs, best epoch {t.best_epoch}, training {t.fit_time_s / 60:.1f} min "
+                 f"({t.train_images_per_s} images/s, {t.device}); last epoch's validation balanced accuracy "
                  f"{last['val_balanced_accuracy']:.3f}")
     rows = []  # (what, intervals, key of the seborrheic-keratosis AUC or None, seconds)
     for tta in ("none", args.tta):
@@ -99,11 +99,11 @@ def main() -> None:
     if not args.skip_isic_protocol:
         isic_bundle = trained(args.isic_bundle, args.config, isic, weights, args.out / "isic2017",
                               **{"data.train_on_val": True, "train.epochs": args.isic_epochs})
-        c = read_card(isic_bundle).data
-        t = c["training"]
-        lines.append(f"ISIC 2017 run (training + validation, {sum(c['data']['counts']['train'].values()) + sum(c['data']['counts']['val'].values())} "
-                     f"images): {t['epochs_run']} epochs, last kept, training {t['fit_time_s'] / 60:.1f} min "
-                     f"({t['train_images_per_s']} images/s)")
+        c = read_card(isic_bundle)
+        t, counts = c.training, c.dataset.counts
+        lines.append(f"ISIC 2017 run (training + validation, {sum(counts['train'].values()) + sum(counts['val'].values())} "
+                     f"images): {t.epochs_run} epochs, last kept, training {t.fit_time_s / 60:.1f} min "
+                     f"({t.train_images_per_s} images/s)")
         for tta in ("none", args.tta):
             ev, ci, seconds = scored(isic_bundle, isic, "test", tta, args.resamples)
             rows.append((f"ISIC 2017 protocol, test ({len(ev.y_true)}), TTA {tta}", ci,

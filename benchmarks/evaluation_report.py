@@ -20,10 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from lesionlens.bundle import read_card
+from lesionlens.bundle.card import read_card
 from lesionlens.evaluation.bootstrap import paired_comparison
 from lesionlens.evaluation.evaluate import predict_split
-from lesionlens.evaluation.report import evaluate_entry, write_report
+from lesionlens.evaluation.files import write_evaluation
+from lesionlens.evaluation.report import Entry, write_report
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -41,7 +42,7 @@ def run(bundle: Path, data: str, split: str, ttas: list[str], resamples: int) ->
             started = time.perf_counter()
             ev, _ = predict_split(card, data, Path(tmp) / tta, split=split, tta=tta, progress=False)
             predicted = time.perf_counter()
-            entry = evaluate_entry(tta, card, ev, Path(tmp) / tta, resamples)
+            entry = Entry.of(tta, card, write_evaluation(ev, Path(tmp) / tta, resamples))
             figured = time.perf_counter()
             write_report([entry], Path(tmp) / tta, data, resamples)
             done = time.perf_counter()
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    targets = [(args.data, args.split)] if args.data else [(read_card(args.bundle).data["data"]["path"], "auto")]
+    targets = [(args.data, args.split)] if args.data else [(read_card(args.bundle).dataset.path, "auto")]
     if not args.data and (SHARED / "isic2017").is_dir():
         targets.append((str(SHARED / "isic2017"), "test"))
     for data, split in targets:

@@ -11,7 +11,7 @@ Rows, all through ``lesionlens.explore`` (one bundle per run under --out, read b
 - the CPU recipe (configs/cpu_recipe.yaml), read from its finished bundle, without and with its d4 TTA.
 The split is the recipe bundle's ``split.csv`` (seeded, lesion-grouped, stratified 80/20), so the
 recipe's row is comparable; without --recipe, the first run's split is used by all the others.
-Settings shared by the grid are configs/default.yaml's (AdamW, cosine, sqrt weights + logit adjustment).
+Settings shared by the grid are the built-in defaults (AdamW, cosine, sqrt weights + logit adjustment).
 Prints one table and writes ``leaderboard.csv`` / ``leaderboard.html`` in --out.
 """
 
@@ -24,10 +24,10 @@ import time
 import warnings
 from pathlib import Path
 
-from lesionlens.bundle import read_card
+from lesionlens.bundle.card import read_card
 from lesionlens.config import config_from_dict, load_config
 from lesionlens.evaluation.evaluate import predict_split
-from lesionlens.explore import explore, leaderboard_order, scores, write_leaderboard
+from lesionlens.training.explore import explore, leaderboard_order, scores, write_leaderboard
 from lesionlens.models.profile import model_cost
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def recipe_rows(bundle: Path, data: Path, tta: str) -> list[dict]:
     card = read_card(bundle)
-    c = card.data
-    cost = model_cost(card.architecture, len(card.classes), c["preprocessing"]["image_size"])
-    base = {"model": card.architecture, "strategy": "recipe", "head": c["model"]["head"],
-            "image_size": c["preprocessing"]["image_size"], "status": "trained", "bundle": str(bundle),
-            "gmacs": round(cost.macs / 1e9, 3), **scores(c)}
+    size = card.preprocessing.image_size
+    cost = model_cost(card.architecture, len(card.classes), size)
+    base = {"model": card.architecture, "strategy": "recipe", "head": card.model.head,
+            "image_size": size, "status": "trained", "bundle": str(bundle),
+            "gmacs": round(cost.macs / 1e9, 3), **scores(card)}
     rows = [base | {"reason": "configs/cpu_recipe.yaml"}]
     if tta == "none":
         return rows
@@ -73,7 +73,7 @@ def main() -> None:
 
     ham = args.shared / "data" / "ham10000"
     data = str(args.recipe / "split.csv") if args.recipe else str(ham)
-    base = load_config(ROOT / "configs" / "default.yaml", {"model.weights": str(args.shared / "weights")})
+    base = load_config(None, {"model.weights": str(args.shared / "weights")})
     scratch = config_from_dict(base.to_dict())
     scratch.train.epochs = args.scratch_epochs
     pretrained = config_from_dict(base.to_dict())

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lesionlens.serving.process import server_process
 
 HOST = "127.0.0.1"  # the only address the load generator will talk to
 
@@ -45,7 +44,7 @@ def percentile_ms(seconds: list[float], q: float) -> float:
 def latency_table(bundle: Path, files: list[tuple[str, bytes]], runs: int, threads: int) -> list[tuple]:
     import torch
 
-    from lesionlens.bundle import read_card
+    from lesionlens.bundle.card import read_card
     from lesionlens.data.images import normalize, preprocess_image
     from lesionlens.inference import load_model
     from lesionlens.serving.runtime import BundleModel
@@ -56,7 +55,7 @@ def latency_table(bundle: Path, files: list[tuple[str, bytes]], runs: int, threa
     torch.set_num_threads(threads)
     model = load_model(card).to(memory_format=torch.channels_last).eval()
     candidates = {"PyTorch eager (fp32)": None, "ONNX Runtime (fp32)": BundleModel(bundle, threads=threads)}
-    if card.data.get("onnx", {}).get("int8"):
+    if card.onnx is not None and card.onnx.int8 is not None:
         candidates["ONNX Runtime (int8)"] = BundleModel(bundle, int8=True, threads=threads)
 
     def run(name: str, row: np.ndarray) -> None:
@@ -165,35 +164,14 @@ async def _load(port: int, requests: list[bytes], clients: int, seconds: float, 
     return LoadResult(clients, time.perf_counter() - started, latencies, failures[0])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def serve_and_load(bundle: Path, files: list[tuple[str, bytes]], batching: bool, client_counts: list[int],
                    seconds: float, max_requests: int, extra: list[str]) -> list[LoadResult]:
-    port = _free_port()
     flag = "--batching" if batching else "--no-batching"
-    server = subprocess.Popen([sys.executable, "-m", "lesionlens.cli", "serve", str(bundle), "--host", HOST,
-                               "--port", str(port), flag, *extra],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None:
-                    sys.exit(f"the server exited with {server.returncode}")
-                time.sleep(0.1)
+    with server_process(bundle, flag, *extra, host=HOST) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
         requests = [request_bytes(port, name, data) for name, data in files]
         asyncio.run(_load(port, requests, 4, 2.0, max_requests))  # warm-up, not counted
         return [asyncio.run(_load(port, requests, n, seconds, max_requests)) for n in client_counts]
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def main() -> None:

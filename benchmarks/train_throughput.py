@@ -28,9 +28,10 @@ import pandas as pd
 import torch
 
 from lesionlens.config import load_config
-from lesionlens.inference import to_input
+from lesionlens.data.transforms import to_input
 from lesionlens.models.registry import create_model
-from lesionlens.training.fit import build_loaders, load_training_data, resolve_preprocessing, train
+from lesionlens.training.fit import load_training_data, resolve_preprocessing, train
+from lesionlens.training.loop import build_loaders
 from lesionlens.training.optim import build_optimizer
 
 
@@ -93,7 +94,7 @@ def main() -> None:
         for r in range(args.repeats):
             run = tmp / f"run{r}"
             card = train(cfg, run, progress=False).card
-            results["lesionlens train"].append(card["training"]["train_images_per_s"])
+            results["lesionlens train"].append(card.training.train_images_per_s)
             results["bare loop + same loader"].append(bare_loop(cfg, pre, lambda: iter(loader), steps))
             results["bare loop, tensors ready"].append(bare_loop(cfg, pre, lambda: iter(ready), steps))
 

@@ -9,24 +9,15 @@ scripts/setup.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 venv=${SERVE_VENV:-$work/serve-venv}
-
-echo "serve-only install into $venv"
-rm -rf "$venv"
-"${PYTHON:-python3}" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt ".[serve]" 2>&1 \
-  | grep -v "is ignored" || true
-"$venv/bin/python" - <<'PY'
-import importlib.util, sys
-present = [m for m in ("torch", "torchvision", "pandas", "lightning", "timm") if importlib.util.find_spec(m)]
-sys.exit(f"the serve extra pulled in {present}" if present else 0)
-PY
+source scripts/fresh_venv.sh
+fresh_venv serve "$venv" torch torchvision pandas lightning timm
 "$venv/bin/lesionlens" serve --help > /dev/null
 
 echo "making a tiny exported bundle with .venv"
 bundle=$(.venv/bin/python - "$work" <<'PY'
 import logging, sys
 from pathlib import Path
-sys.path[:0] = ["tests/serving", "tests"]
+sys.path[:0] = ["tests"]
 logging.disable(logging.WARNING)
 from tiny_bundle import make_exported_bundle
 print(make_exported_bundle(Path(sys.argv[1])))

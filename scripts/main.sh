@@ -22,7 +22,8 @@ if [ -d "$SHARED/data/ham10000" ]; then
   elif [ -f "$bundle/checkpoints/last.ckpt" ]; then
     "$ll" train --out "$bundle" --resume
   else
-    "$ll" train --config configs/default.yaml --data "$SHARED/data/ham10000" "${weights[@]}" --out "$bundle"
+    # no --config: the built-in defaults are the default recipe (`lesionlens config` prints them)
+    "$ll" train --data "$SHARED/data/ham10000" "${weights[@]}" --out "$bundle"
   fi
   if [ -d "$SHARED/data/isic2017" ]; then
     echo

@@ -8,20 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _multipart(path: Path) -> tuple[bytes, str]:
@@ -35,38 +25,29 @@ def main(bundle: str, image: str) -> int:
     if importlib.util.find_spec("torch") is not None:
         print("torch is importable here: this is not a serve-only environment", file=sys.stderr)
         return 1
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "lesionlens.cli", "serve", bundle, "--port", str(port)])
-    base = f"http://127.0.0.1:{port}"
+    from lesionlens.serving.process import ServerStartError, server_process
+
     try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None:
-                    print(f"the server exited with {server.returncode}", file=sys.stderr)
-                    return 1
-                time.sleep(0.2)
-        else:
-            print("the server did not become ready in 60 s", file=sys.stderr)
-            return 1
-        with urllib.request.urlopen(f"{base}/", timeout=10) as r:  # the page ships as package data
-            assert "not a diagnosis" in r.read().decode().lower(), "the web page is missing"
-        body, content_type = _multipart(Path(image))
-        request = urllib.request.Request(f"{base}/v1/predict?explain=true", body, {"Content-Type": content_type})
-        with urllib.request.urlopen(request, timeout=30) as r:
-            answer = json.load(r)
-        total = sum(answer["probabilities"].values())
-        assert abs(total - 1) < 1e-6, answer
-        assert answer["heatmap"]["png_base64"], "no heatmap"
-        print(f"serve-only install OK: {Path(image).name} -> {answer['top_class']} "
-              f"({answer['top_probability']:.3f}) with {answer['model']['runtime']}, no torch")
-        return 0
-    finally:
-        server.terminate()
-        server.wait(10)
+        with server_process(bundle) as (base, _):
+            return _check(base, image)
+    except ServerStartError as e:
+        print(e, file=sys.stderr)
+        return 1
+
+
+def _check(base: str, image: str) -> int:
+    with urllib.request.urlopen(f"{base}/", timeout=10) as r:  # the page ships as package data
+        assert "not a diagnosis" in r.read().decode().lower(), "the web page is missing"
+    body, content_type = _multipart(Path(image))
+    request = urllib.request.Request(f"{base}/v1/predict?explain=true", body, {"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        answer = json.load(r)
+    total = sum(answer["probabilities"].values())
+    assert abs(total - 1) < 1e-6, answer
+    assert answer["heatmap"]["png_base64"], "no heatmap"
+    print(f"serve-only install OK: {Path(image).name} -> {answer['top_class']} "
+          f"({answer['top_probability']:.3f}) with {answer['model']['runtime']}, no torch")
+    return 0
 
 
 if __name__ == "__main__":

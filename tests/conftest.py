@@ -1,12 +1,15 @@
-"""Shared fixtures: small images made in tmp_path, and the switch for tests that need ../shared."""
+"""Shared fixtures: small images made in tmp_path, a tiny trained and exported bundle, and the switch
+for tests that need ../shared."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from helpers import COLOURS, write_class_folder, write_image
+from tiny_bundle import make_exported_bundle
 
 SHARED = Path(os.environ.get("LESIONLENS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 
@@ -56,3 +59,15 @@ def ham_layout(tmp_path) -> Path:
                 n += 1
     (root / "HAM10000_metadata.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def exported_bundle(tmp_path_factory) -> Path:
+    """tiny_cnn trained for 2 epochs on three colour classes and exported to ONNX (made once)."""
+    return make_exported_bundle(tmp_path_factory.mktemp("exported"))
+
+
+@pytest.fixture
+def bundle_copy(exported_bundle, tmp_path) -> Path:
+    """A copy to change (card, files) without touching the session's bundle."""
+    return Path(shutil.copytree(exported_bundle, tmp_path / "bundle"))

@@ -27,3 +27,35 @@ def write_class_folder(root: Path, per_class: int = 12) -> Path:
         for i in range(per_class):
             write_image(root / c / f"{c}_{i}.jpg", colour, seed=i)
     return root
+
+
+def reloaded_matches_saved(bundle: Path):
+    """Reload ``bundle`` as a Predictor, predict its validation images from their files, and check
+    the probabilities against those its training run saved; returns the predictor and them."""
+    import pandas as pd
+
+    from lesionlens.inference import Predictor
+
+    predictor = Predictor(bundle)
+    split = pd.read_csv(bundle / "split.csv")
+    val = split[split["partition"] == "val"]
+    probs, failures = predictor.predict_files(list(val["path"]))
+    assert not failures
+    saved = pd.read_csv(bundle / "evaluation" / "predictions.csv").set_index("image_id")
+    expected = saved.loc[val["image_id"], [f"p_{c}" for c in predictor.classes]].to_numpy()
+    assert np.allclose(probs, expected, atol=1e-5)
+    return predictor, probs
+
+
+def without_internet(monkeypatch) -> None:
+    """timm's hub answers as it does here without internet: building works, downloading weights fails."""
+    import timm
+
+    build = timm.create_model
+
+    def offline(*args, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("no internet")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)

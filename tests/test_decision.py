@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lesionlens.decision import DecisionRule
+from lesionlens.decision import DecisionRule, OperatingPoint
 
 CLASSES = ["mel", "nv", "bcc"]
 
 
 def test_plain_softmax_and_argmax_without_calibration_or_operating_points():
-    rule = DecisionRule.from_card({"classes": CLASSES})
+    rule = DecisionRule(tuple(CLASSES))
     probs = rule.probabilities(np.array([[1.0, 2.0, 0.0]]))
     e = np.exp([1.0, 2.0, 0.0])
     assert np.allclose(probs, e / e.sum())
@@ -22,11 +22,9 @@ def test_plain_softmax_and_argmax_without_calibration_or_operating_points():
 
 
 def test_temperature_softens_and_thresholds_decide():
-    card = {"classes": CLASSES, "calibration": {"temperature": 2.0},
-            "operating_points": {"melanoma": {"threshold": 0.25, "criterion": "sensitivity", "target": 0.866}}}
-    rule = DecisionRule.from_card(card)
+    rule = DecisionRule(tuple(CLASSES), 2.0, (OperatingPoint("melanoma", 0.25, "sensitivity", 0.866),))
     logits = np.array([[0.0, 2.0, 0.0]])
-    assert rule.probabilities(logits)[0, 1] < DecisionRule.from_card({"classes": CLASSES}).probabilities(logits)[0, 1]
+    assert rule.probabilities(logits)[0, 1] < DecisionRule(tuple(CLASSES)).probabilities(logits)[0, 1]
     decided = rule.decide(rule.probabilities(logits))
     assert decided["melanoma"]["score"][0] == pytest.approx(np.exp(0) / (2 + np.exp(1)))  # 0.212
     assert not decided["melanoma"]["positive"][0]
@@ -35,5 +33,5 @@ def test_temperature_softens_and_thresholds_decide():
 
 
 def test_views_only_where_the_classes_define_them():
-    assert DecisionRule.from_card({"classes": ["cat", "dog"]}).decide(np.array([[0.4, 0.6]])) == {}
-    assert set(DecisionRule.from_card({"classes": ["benign", "malignant"]}).decide(np.array([[0.4, 0.6]]))) == {"malignant"}
+    assert DecisionRule(("cat", "dog")).decide(np.array([[0.4, 0.6]])) == {}
+    assert set(DecisionRule(("benign", "malignant")).decide(np.array([[0.4, 0.6]]))) == {"malignant"}

@@ -8,7 +8,7 @@ light and the torch-free parts work without PyTorch):
     create_model, list_models       lesionlens.models.registry
     train                           lesionlens.training.fit
     Predictor                       lesionlens.inference
-    read_card                       lesionlens.bundle
+    read_card                       lesionlens.bundle.card
     Evaluation                      lesionlens.evaluation.result
 """
 
@@ -26,7 +26,7 @@ _API = {
     "list_models": "lesionlens.models.registry",
     "train": "lesionlens.training.fit",
     "Predictor": "lesionlens.inference",
-    "read_card": "lesionlens.bundle",
+    "read_card": "lesionlens.bundle.card",
     "Evaluation": "lesionlens.evaluation.result",
 }
 

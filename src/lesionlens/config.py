@@ -1,5 +1,10 @@
 """Typed run configuration: dataclass defaults, overridden by a YAML file, overridden by flags.
 
+This module is the one source of every setting: its name, type, allowed values, default (the
+documented default recipe: what ``scripts/main.sh`` trains), the reason for the default, and the
+help text. The ``lesionlens train`` flags, the YAML template (``lesionlens config``) and the checks
+are all derived from it, so a new option is declared here once (see :func:`option`).
+
 The final configuration is written beside every run (``config.yaml``) and into the model card, so
 a run can be repeated exactly. Nothing here is ever evaluated as code: YAML is read with
 ``yaml.safe_load`` and every value is checked against its field's type.
@@ -8,6 +13,7 @@ a run can be repeated exactly. Nothing here is ever evaluated as code: YAML is r
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,110 +22,171 @@ from typing import Any, Literal
 
 import yaml
 
+# The allowed values of every named choice, written once. The CLI's choices, the checks and the
+# modules that act on a name read them from here (``choices``); a module that maps each name to
+# behaviour checks at import that it covers exactly these (``check_covers``).
+DataFormat = Literal["auto", "folder", "csv", "ham10000", "isic2018", "isic2017"]
+LabelView = Literal["all", "malignant", "melanoma"]
+BadInput = Literal["stop", "skip"]
+Head = Literal["linear", "avg", "max", "mlp"]
+Tta = Literal["none", "flips", "d4"]
+Strategy = Literal["full", "scratch", "baseline", "shallow", "deep", "features"]
+FeaturesClassifier = Literal["logistic", "svm", "random_forest"]
+Optimizer = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "nadam", "amsgrad", "adamw"]
+Schedule = Literal["constant", "step", "exponential", "inverse_time", "cosine", "plateau"]
+ClassWeights = Literal["none", "balanced", "sqrt"]
+Sampler = Literal["shuffle", "balanced"]
+Monitor = Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss"]
+# Which images of labelled data an evaluation uses; "auto" resolves to the bundle's own validation
+# split (on its own training data), else the test partition, else all.
+Split = Literal["auto", "train", "val", "test", "all"]
+# How an operating point is chosen on validation data (lesionlens.evaluation.operating).
+Criterion = Literal["sensitivity", "specificity", "youden"]
+
+
+def choices(alias: Any) -> tuple[str, ...]:
+    """The allowed values of a ``Literal`` alias above, in their declared order."""
+    return typing.get_args(alias)
+
+
+def check_covers(mapping: typing.Mapping[str, Any], alias: Any, what: str, besides: tuple[str, ...] = ()) -> None:
+    """Fail at import when a name -> behaviour table and its allowed values (less ``besides``,
+    the names resolved before the table is consulted) disagree."""
+    if set(mapping) != set(choices(alias)) - set(besides):
+        raise RuntimeError(f"the {what} table covers {sorted(mapping)}; the configuration allows "
+                           f"{sorted(choices(alias))}")
+
+
+def option(default: Any, help: str, *, flag: str | None = None, group: str | None = None,
+           cli: bool = True) -> Any:
+    """A setting with its default and help text. With ``cli`` it is also a ``lesionlens train``
+    flag: ``--<name-with-dashes>`` unless ``flag`` names it, in the argument group of its section
+    unless ``group`` names another; its type, choices and default come from the field itself."""
+    return field(default=default, metadata={"help": help, "flag": flag, "group": group, "cli": cli})
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where decoded images and converted weights are kept: ``cache_dir``, else ``$LESIONLENS_CACHE``,
+    else ``~/.cache/lesionlens``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("LESIONLENS_CACHE", Path.home() / ".cache" / "lesionlens"))
+
 
 @dataclass
 class DataConfig:
-    path: str | None = None
-    # auto | folder | csv | ham10000 | isic2018 | isic2017; "auto" looks at the path.
-    format: Literal["auto", "folder", "csv", "ham10000", "isic2018", "isic2017"] = "auto"
-    images: str | None = None  # where a CSV's images are, when not beside it
-    # Which labels to learn: the data's own classes, malignant vs benign, or melanoma vs rest.
-    labels: Literal["all", "malignant", "melanoma"] = "all"
+    path: str | None = option(
+        None, "folder, CSV or official layout of labelled images", flag="--data")
+    format: DataFormat = option("auto", "force the data format (auto: detected from the path)")
+    images: str | None = option(None, "folder of the CSV's images, when not beside it")
+    labels: LabelView = option(
+        "all", "learn all classes, malignant vs benign (mel, bcc, akiec vs the rest), or melanoma vs rest")
     # 80/20 is the protocol of the course material and of the benchmark.
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
-    group_column: str | None = None  # default: lesion_id or patient_id when the table has one
-    on_bad_input: Literal["stop", "skip"] = "stop"  # stop: refuse bad input; skip: drop and report
-    cache_dir: str | None = None  # default: $LESIONLENS_CACHE or ~/.cache/lesionlens
-    # Data-loading worker processes; None: none on a CPU-only machine (a worker competes with the
-    # model for the same cores: measured 82% of the bare-loop speed with one worker on 2 cores, 98%
-    # with none), up to 8 beside a GPU.
-    num_workers: int | None = None
-    # Train on the validation images too (the ISIC challenges' protocol: fit on training +
-    # validation, score the test set). The last epoch is kept, and the validation figures, the
-    # temperature and the operating points are then measured on images the model has seen.
-    train_on_val: bool = False
+    val_fraction: float = option(0.2, "share held out for validation, stratified and grouped by lesion")
+    test_fraction: float = option(0.0, "share held out as a test partition", cli=False)
+    group_column: str | None = option(
+        None, "CSV column whose images must stay together in one split (default: lesion_id or patient_id "
+              "when the table has one)")
+    on_bad_input: BadInput = option(
+        "stop", "stop at unreadable or mislabelled input and list it all, or skip it and write data_issues.csv")
+    cache_dir: str | None = option(None, "where decoded images are cached (default $LESIONLENS_CACHE or "
+                                         "~/.cache/lesionlens)")
+    # None: no worker on a CPU-only machine (a worker competes with the model for the same cores:
+    # measured 82% of the bare-loop speed with one worker on 2 cores, 98% with none), up to 8
+    # beside a GPU.
+    num_workers: int | None = option(
+        None, "data-loading worker processes (default: 0 on a CPU, up to 8 with a GPU)", flag="--workers")
+    # The ISIC challenges' protocol: fit on training + validation, score the test set. The last
+    # epoch is kept, and the validation figures, the temperature and the operating points are then
+    # measured on images the model has seen.
+    train_on_val: bool = option(
+        False, "also train on the validation images (ISIC challenge protocol: fit on train + val, score test); "
+               "keeps the last epoch, and the validation figures are then not held out")
 
 
 @dataclass
 class AugmentConfig:
     """Random training-time changes; dermoscopic images have no canonical orientation."""
 
-    hflip: float = 0.5  # probability
-    vflip: float = 0.5  # probability
-    rotation: float = 180.0  # degrees, uniform in [-rotation, rotation]
-    translate: float = 0.05  # fraction of the side
-    zoom: tuple[float, float] = (0.9, 1.15)  # <1 zooms out, >1 zooms in
-    brightness: float = 0.15
-    contrast: float = 0.15
-    saturation: float = 0.1
-    hue: float = 0.0  # hue jitter costs 4x the rest of the pipeline on a CPU; off by default
+    hflip: float = option(0.5, "probability of a horizontal flip", cli=False)
+    vflip: float = option(0.5, "probability of a vertical flip", cli=False)
+    rotation: float = option(180.0, "degrees, uniform in [-rotation, rotation]: dermoscopy has no up", cli=False)
+    translate: float = option(0.05, "shift, as a fraction of the side", cli=False)
+    zoom: tuple[float, float] = option((0.9, 1.15), "scale range: <1 zooms out, >1 zooms in", cli=False)
+    brightness: float = option(0.15, "colour jitter: brightness", cli=False)
+    contrast: float = option(0.15, "colour jitter: contrast", cli=False)
+    saturation: float = option(0.1, "colour jitter: saturation", cli=False)
+    hue: float = option(0.0, "colour jitter: hue (costs 4x the rest of the pipeline on a CPU; off)", cli=False)
 
 
 @dataclass
 class ModelConfig:
-    name: str = "efficientnet_lite0"
-    pretrained: bool = True  # ImageNet weights; see lesionlens.models.weights for the sources
-    weights: str | None = None  # a local weights file or folder (checked by sha256)
-    image_size: int | None = None  # default: the pretrained weights' input size
-    drop_rate: float = 0.2  # dropout before the classifier
-    # The top model: "linear" keeps the architecture's own head with a new last layer; "avg" / "max"
-    # put global average / max pooling + one dense layer on the feature map; "mlp" flattens it into
-    # a 256-unit hidden layer. See lesionlens.models.heads.
-    head: Literal["linear", "avg", "max", "mlp"] = "linear"
-    # Test-time augmentation the bundle is meant to be used with: the end-of-training evaluation,
-    # temperature and operating points are fitted with it, and evaluate / predict / report use it
-    # unless --tta says otherwise (the server always predicts one view). flips: 4 views, d4: 8.
-    tta: Literal["none", "flips", "d4"] = "none"
-    # With strategy "full": freeze the stem and this many early stages (their batch-norm statistics
-    # too): generic low-level filters stay as ImageNet made them, and training skips their costly
-    # backward pass. The other strategies decide what is frozen themselves.
-    frozen_stages: int = 0
+    # The most accurate network per CPU-second among the weights that can be had offline.
+    name: str = option("efficientnet_lite0", "architecture; `lesionlens models` lists them", flag="--model")
+    pretrained: bool = option(True, "start from ImageNet weights, or from random weights (--no-pretrained)")
+    weights: str | None = option(None, "local weights file or folder, e.g. ../shared/weights (checked by sha256)")
+    # 224 (the weights' own) is 2x slower to train; 160 keeps 4 epochs under 20 minutes on 2 cores.
+    image_size: int | None = option(160, "input side in pixels (null: the pretrained weights' own)")
+    drop_rate: float = option(0.2, "dropout before the classifier")
+    head: Head = option(
+        "linear", "top model: the architecture's own head with a new last layer (linear), global average or max "
+                  "pooling + a dense layer (avg, max), or flatten + a 256-unit hidden layer (mlp)")
+    # The end-of-training evaluation, temperature and operating points are fitted with it, and
+    # evaluate / predict / report use it unless --tta says otherwise (the server predicts one view).
+    tta: Tta = option(
+        "none", "test-time augmentation the bundle is used with: none, flips (4 mirror views) or d4 (all 8 flips "
+                "and quarter turns)", cli=False)
+    # 2 frozen stages: ~10% faster here, but macro AUC 0.947 vs 0.959 after 5 epochs. Frozen
+    # stages keep ImageNet's filters and batch-norm statistics and skip their backward pass.
+    frozen_stages: int = option(0, "strategy full: freeze the stem and this many early stages")
 
 
 @dataclass
 class TrainConfig:
-    # The transfer-learning protocol (lesionlens.training.strategies): full fine-tuning (the default
-    # recipe), scratch, baseline (new last layer only), shallow (new top model), deep (then unfreeze
-    # blocks from the output), features (embeddings + a scikit-learn classifier).
-    strategy: Literal["full", "scratch", "baseline", "shallow", "deep", "features"] = "full"
-    unfreeze_every: int = 1  # deep: epochs between unfreezing one more block
-    # deep: each block further from the output learns this much slower; 0.5 over the 7 stages of
-    # EfficientNet puts the stem at lr/128, which barely moves the generic ImageNet filters.
-    lr_decay: float = 0.5
-    features_classifier: Literal["logistic", "svm", "random_forest"] = "logistic"  # strategy features
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: Literal[
-        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta",
-        "adam", "nadam", "amsgrad", "adamw",
-    ] = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.9  # for momentum, nesterov and rmsprop
-    weight_decay: float = 1e-4  # L2 (decoupled for adamw)
-    l1: float = 0.0  # L1 penalty on weights; l1 > 0 with weight_decay > 0 is the elastic net
-    schedule: Literal["constant", "step", "exponential", "inverse_time", "cosine", "plateau"] = "cosine"
-    warmup_epochs: float = 0.5  # linear warm-up; protects pretrained weights from the new head's first gradients
-    step_epochs: float = 3.0  # step decay: multiply by gamma every step_epochs
-    # step: factor per step (0.1); exponential: factor per epoch (0.8); inverse_time: the k in
-    # lr / (1 + k * epoch) (0.5); plateau: factor on a plateau (0.1). None: those defaults.
-    gamma: float | None = None
-    min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
-    plateau_patience: int = 2
-    label_smoothing: float = 0.0
-    # Class imbalance (HAM10000 is 72% nv): weight the loss, resample the batches, or both.
-    class_weights: Literal["none", "balanced", "sqrt"] = "sqrt"
-    # Logit adjustment strength tau (0 = off, 1 = the paper's): trains the logits for a
-    # class-balanced decision, the one balanced accuracy rewards, without re-weighting the loss.
-    logit_adjustment: float = 0.0
-    sampler: Literal["shuffle", "balanced"] = "shuffle"
-    monitor: Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss"] = (
-        "val_balanced_accuracy"  # the ISIC challenge ranking metric
-    )
-    patience: int | None = None  # early stopping after this many epochs without improvement
-    seed: int = 0
-    max_minutes: float | None = None  # stop training after this wall time (checkpoints are kept)
-    channels_last: bool = True  # 1.6x faster convolutions on a CPU
+    # Fine-tune every layer from the ImageNet weights (README, "Architectures and strategies").
+    strategy: Strategy = option(
+        "full", "full: fine-tune everything; scratch: random weights (with --no-pretrained); baseline: frozen "
+                "backbone, new last layer; shallow: frozen backbone, new top model (--head); deep: shallow, then "
+                "unfreeze one block per --unfreeze-every epochs from the output, each block --lr-decay times "
+                "slower than the one above; features: frozen-backbone embeddings + --features-classifier",
+        group="transfer learning")
+    unfreeze_every: int = option(1, "deep: epochs between unfreezing one more block", group="transfer learning")
+    # 0.5 over the 7 stages of EfficientNet puts the stem at lr/128, which barely moves the generic
+    # ImageNet filters.
+    lr_decay: float = option(0.5, "deep: learning-rate factor per block below the top", group="transfer learning")
+    features_classifier: FeaturesClassifier = option(
+        "logistic", "features: the scikit-learn classifier on the embeddings", group="transfer learning")
+    epochs: int = option(4, "passes over the training images")
+    batch_size: int = option(32, "images per step")
+    optimizer: Optimizer = option("adamw", "the update rule")
+    lr: float = option(1e-3, "base learning rate")
+    momentum: float = option(0.9, "for momentum, nesterov and rmsprop", cli=False)
+    weight_decay: float = option(1e-4, "L2 penalty (decoupled for adamw)")
+    l1: float = option(0.0, "L1 penalty on weights; with --weight-decay it is the elastic net")
+    # One warm-up half epoch, then cosine decay to 1% of lr.
+    schedule: Schedule = option("cosine", "learning-rate schedule")
+    # Protects pretrained weights from the new head's first gradients.
+    warmup_epochs: float = option(0.5, "linear learning-rate warm-up, in epochs")
+    step_epochs: float = option(3.0, "step schedule: multiply by gamma every this many epochs", cli=False)
+    gamma: float | None = option(
+        None, "step: factor per step (0.1); exponential: factor per epoch (0.8); inverse_time: the k in "
+              "lr / (1 + k * epoch) (0.5); plateau: factor on a plateau (0.1); null: those defaults", cli=False)
+    min_lr_ratio: float = option(0.01, "cosine floor, as a fraction of lr", cli=False)
+    plateau_patience: int = option(2, "plateau: epochs without improvement before the rate drops", cli=False)
+    label_smoothing: float = option(0.0, "share of each target spread over the other classes")
+    # HAM10000 is 72% nevi and balanced accuracy is the ranking metric: square-root class weights
+    # keep the gradients of rare classes moderate, and logit adjustment with tau 0.5 supplies the
+    # rest of the class-balanced decision (together they balance the prior fully).
+    class_weights: ClassWeights = option("sqrt", "loss weights per class: none, balanced (inverse frequency) or sqrt")
+    logit_adjustment: float = option(
+        0.5, "train logits for a class-balanced decision (Menon et al. 2021; tau: 1.0 full, 0 off)")
+    sampler: Sampler = option("shuffle", "balanced: draw every class equally often")
+    # The ISIC 2018 challenge's ranking metric.
+    monitor: Monitor = option("val_balanced_accuracy", "validation metric that picks the best epoch")
+    patience: int | None = option(None, "stop after this many epochs without improvement")
+    seed: int = option(0, "seeds the split, the initialisation and the batches")
+    max_minutes: float | None = option(None, "stop training after this long (the best epoch so far is kept)")
+    channels_last: bool = option(True, "channels-last memory: 1.6x faster convolutions on a CPU", cli=False)
 
 
 @dataclass
@@ -134,6 +201,29 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
+
+    def to_yaml(self) -> str:
+        """The configuration as YAML with each setting's help as a comment (``lesionlens config``);
+        ``load_config`` reads it back."""
+        lines = []
+        for section in dataclasses.fields(self):
+            lines.append(f"{section.name}:")
+            values = getattr(self, section.name)
+            for f in dataclasses.fields(values):
+                value = yaml.safe_dump(_plain(getattr(values, f.name)), default_flow_style=True).strip()
+                value = value.removesuffix("\n...").strip()
+                lines.append(f"  {f.name}: {value}  # {f.metadata.get('help', '')}".rstrip())
+        return "\n".join(lines) + "\n"
+
+
+def settings() -> list[tuple[str, dataclasses.Field, Any]]:
+    """Every setting as (dotted key, field, resolved type), in declaration order."""
+    out = []
+    for section in dataclasses.fields(RunConfig):
+        cls = section.default_factory  # type: ignore[misc]
+        hints = typing.get_type_hints(cls)
+        out += [(f"{section.name}.{f.name}", f, hints[f.name]) for f in dataclasses.fields(cls)]
+    return out
 
 
 class ConfigError(ValueError):

@@ -6,7 +6,9 @@ A bundle's card may carry
 - ``operating_points.<view>.threshold``: the malignant / melanoma decision is "positive" when the
   view's score (the summed calibrated probabilities of its positive classes) reaches it.
 Without them the probabilities are the plain softmax and the decision is the argmax class.
-Torch-free: ``predict``, ``evaluate`` and the server all decide through this module.
+Torch-free: ``predict``, ``evaluate``, the evaluation result and the server all decide through
+this module, and all describe the rule with :meth:`DecisionRule.describe`. A bundle's rule is
+``Card.rule`` (:mod:`lesionlens.bundle.card`).
 """
 
 from __future__ import annotations
@@ -34,15 +36,6 @@ class DecisionRule:
     classes: tuple[str, ...]
     temperature: float = 1.0
     operating_points: tuple[OperatingPoint, ...] = ()
-
-    @classmethod
-    def from_card(cls, card: dict) -> "DecisionRule":
-        temperature = float(card.get("calibration", {}).get("temperature", 1.0))
-        points = tuple(
-            OperatingPoint(view, float(p["threshold"]), p.get("criterion", "unknown"), p.get("target"))
-            for view, p in card.get("operating_points", {}).items()
-        )
-        return cls(tuple(card["classes"]), temperature, points)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Softmax of ``logits / temperature``, row by row, computed stably."""
@@ -76,3 +69,26 @@ class DecisionRule:
                 rule = {"criterion": "argmax"}
             out[view] = {"score": score, "positive": positive, "rule": rule}
         return out
+
+    @property
+    def views(self) -> list[str]:
+        """The clinical views the classes define."""
+        return list(self.view_scores(np.zeros((1, len(self.classes)))))
+
+    def describe(self) -> list[str]:
+        """In words: how the probabilities are made, then how each view decides."""
+        lines = [f"probabilities calibrated with temperature {self.temperature:g}" if self.temperature != 1.0
+                 else "probabilities are the plain softmax (no calibration in the card; `lesionlens calibrate` fits one)"]
+        points = {p.view: p for p in self.operating_points}
+        for view in self.views:
+            p = points.get(view)
+            if p is None:
+                lines.append(f"{view}: positive when the top class is a {view} class (the card has no operating "
+                             "point for this view)")
+            else:
+                target = f" {p.target:.3f}" if p.target is not None else ""
+                lines.append(f"{view}: positive when p_{view} >= {p.threshold:.4f} (the operating point in the bundle "
+                             f"card, chosen for {p.criterion}{target} on validation data)")
+        if not self.views:
+            lines.append("no malignant / melanoma decision: the model's classes are not diagnoses")
+        return lines

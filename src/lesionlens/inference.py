@@ -11,28 +11,20 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from lesionlens.bundle import Card, read_card
-from lesionlens.decision import DecisionRule
+from lesionlens.bundle.card import Card, read_card
+from lesionlens.config import Tta, check_covers, choices
 from lesionlens.data.images import ImageDecodeError, Preprocessing, preprocess_image
+from lesionlens.data.transforms import to_input
 from lesionlens.models.registry import create_model
 
 
 def load_model(card: Card) -> nn.Module:
     """The bundle's network in eval mode, weights checked against the card's sha256 by read_card."""
-    model_info = card.data["model"]
-    model = create_model(card.architecture, len(card.classes), pretrained=False,
-                         drop_rate=model_info.get("drop_rate", 0.0), head=model_info.get("head", "linear"),
-                         image_size=card.preprocessing.image_size, classifier=model_info.get("features_classifier"))
+    info = card.model
+    model = create_model(info.architecture, len(card.classes), pretrained=False, drop_rate=info.drop_rate,
+                         head=info.head, image_size=card.preprocessing.image_size, classifier=info.features_classifier)
     model.load_state_dict(load_file(card.weights_path), strict=True)
     return model.eval()
-
-
-def to_input(batch: torch.Tensor, pre: Preprocessing, channels_last: bool = True) -> torch.Tensor:
-    """N x 3 x H x W uint8 -> the float input the weights expect (rescale to [0, 1], mean/std)."""
-    mean = torch.tensor(pre.mean, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std, device=batch.device).view(1, 3, 1, 1)
-    x = (batch.float() / 255.0 - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 # Test-time augmentation: the views of each image whose logits are averaged. "flips" is the
@@ -43,6 +35,7 @@ TTA_VIEWS = {
     "flips": ((0, False), (0, True), (2, False), (2, True)),
     "d4": tuple((k, f) for k in range(4) for f in (False, True)),
 }
+check_covers(TTA_VIEWS, Tta, "test-time augmentation")
 
 
 def _view(x: torch.Tensor, quarter_turns: int, mirror: bool) -> torch.Tensor:
@@ -56,7 +49,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, row
     """Logits for ``images[rows]`` (N x H x W x 3 uint8, e.g. the decoded cache), averaged over the
     test-time augmentation views ``tta`` (see ``TTA_VIEWS``)."""
     if tta not in TTA_VIEWS:
-        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {list(TTA_VIEWS)}")
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {choices(Tta)}")
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     device = next(model.parameters()).device
     model = model.to(memory_format=torch.channels_last).eval()
@@ -72,18 +65,18 @@ def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, row
 
 
 class Predictor:
-    """A bundle ready to predict: ``Predictor(path).predict_files([...])``. Probabilities use the
-    bundle's temperature and decisions its operating points (:class:`~lesionlens.decision.DecisionRule`)."""
+    """A bundle ready to predict: ``Predictor(path).predict_files([...])``. Probabilities and
+    decisions follow the bundle's decision rule (``Card.rule``: temperature, operating points)."""
 
     def __init__(self, bundle: str | Path, tta: str | None = None):
         self.card = read_card(bundle)
         tta = self.card.resolve_tta(tta)  # None: the test-time augmentation the bundle was fitted with
         if tta not in TTA_VIEWS:
-            raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {list(TTA_VIEWS)}")
+            raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {choices(Tta)}")
         self.model = load_model(self.card)
         self.preprocessing = self.card.preprocessing
         self.classes = self.card.classes
-        self.rule = DecisionRule.from_card(self.card.data)
+        self.rule = self.card.rule
         self.tta = tta
 
     def predict_array(self, images: np.ndarray, rows: np.ndarray | None = None,

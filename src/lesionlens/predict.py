@@ -6,27 +6,9 @@ import csv
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from lesionlens.data.images import IMAGE_SUFFIXES
+from lesionlens.bundle.card import read_card
+from lesionlens.data.files import collect_images
 from lesionlens.inference import Predictor
-
-
-def collect_images(inputs: list[Path]) -> list[tuple[Path, str | None]]:
-    """Every file named, and every image file under every folder named (sorted); a path that is
-    neither, or a file in a folder that is not an image, comes back with the reason."""
-    found: list[tuple[Path, str | None]] = []
-    for item in inputs:
-        if item.is_dir():
-            for f in sorted(item.rglob("*")):
-                if f.is_file() and not f.name.startswith("."):
-                    ok = f.suffix.lower() in IMAGE_SUFFIXES
-                    found.append((f, None if ok else f"not an image file (suffix {f.suffix!r})"))
-        elif item.is_file():
-            found.append((item, None))
-        else:
-            found.append((item, "no such file or folder"))
-    return found
 
 
 def predict_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> list[dict]:
@@ -57,28 +39,13 @@ def predict_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> l
 
 
 def describe_rule(bundle: Path, tta: str | None = None) -> list[str]:
-    """One line per clinical view saying how its decision is made (after one on the test-time
-    augmentation, ``tta`` or the bundle's own)."""
-    from lesionlens.bundle import read_card
-    from lesionlens.decision import DecisionRule
-
+    """How the bundle's predictions are made: the test-time augmentation (``tta`` or the bundle's
+    own), then its decision rule in words."""
     card = read_card(bundle, verify=False)
-    rule = DecisionRule.from_card(card.data)
-    points = {p.view: p for p in rule.operating_points}
     used = card.resolve_tta(tta)
     lines = [f"test-time augmentation {used}" + (" (the bundle's default)" if tta is None else "")
              + (f"; the rule below was fitted with {card.tta}" if used != card.tta else "")]
-    lines.append(f"probabilities at temperature {rule.temperature:.3f}" if rule.temperature != 1.0
-                 else "probabilities: plain softmax (no temperature in the bundle; `lesionlens calibrate` fits one)")
-    for view in rule.view_scores(np.zeros((1, len(rule.classes)))):
-        p = points.get(view)
-        if p is None:
-            lines.append(f"{view}: positive when the top class is a {view} class (no operating point in the bundle)")
-        else:
-            target = f" {p.target:.3f}" if p.target is not None else ""
-            lines.append(f"{view}: positive when p_{view} >= {p.threshold:.4f} (chosen for {p.criterion}{target} "
-                         "on validation data)")
-    return lines
+    return lines + card.rule.describe()
 
 
 def write_predictions(rows: list[dict], out: Path | None) -> None:

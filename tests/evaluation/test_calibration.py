@@ -9,6 +9,7 @@ from scipy.special import softmax
 from lesionlens.evaluation.calibration import (brier_score, calibration_report, expected_calibration_error,
                                                fit_temperature, reliability_bins)
 from lesionlens.evaluation.result import Evaluation
+from lesionlens.decision import DecisionRule
 
 
 def test_ece_and_brier_by_hand():
@@ -52,9 +53,9 @@ def test_a_calibrated_model_keeps_a_temperature_near_one():
 def test_temperature_changes_no_decision_and_no_binary_auc():
     logits, y = overconfident(seed=2, n=500)
     ev = Evaluation(["a", "b", "c", "d"], y, softmax(logits, axis=1), logits=logits)
-    scaled = ev.with_rule(fit_temperature(logits, y), {})
+    scaled = ev.with_rule(DecisionRule(tuple(ev.classes), fit_temperature(logits, y)))
     assert (scaled.y_pred == ev.y_pred).all() and scaled.temperature != 1.0
     # with two classes p = sigmoid(logit difference / T) keeps its ranking, so the AUC is unchanged;
     # with more, a class's one-vs-rest ranking (and so its AUC) can move slightly
     two = Evaluation(["a", "b"], (y > 1).astype(int), softmax(logits[:, :2], axis=1), logits=logits[:, :2])
-    np.testing.assert_allclose(two.with_rule(2.5, {}).class_auc, two.class_auc)
+    np.testing.assert_allclose(two.with_rule(DecisionRule(tuple(two.classes), 2.5)).class_auc, two.class_auc)

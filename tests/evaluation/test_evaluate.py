@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lesionlens.bundle import read_card
+from lesionlens.bundle.card import read_card
 from lesionlens.config import load_config
-from lesionlens.evaluation.evaluate import evaluate_bundle
+from lesionlens.evaluation.bundles import evaluate_bundle
 from lesionlens.training.fit import train
 
 
@@ -32,7 +32,8 @@ def malignant_bundle(tmp_path_factory):
 def test_a_binary_bundle_is_evaluated_through_its_label_view(malignant_bundle, tmp_path):
     root, card = malignant_bundle
     assert card.classes == ["benign", "malignant"]
-    ev, out = evaluate_bundle(card, root, tmp_path / "all", split="all", progress=False)
+    written = evaluate_bundle(card, root, tmp_path / "all", split="all", progress=False).written
+    ev, out = written.ev, written.folder
     assert ev.classes == ["benign", "malignant"] and len(ev.y_true) == 42
     assert int(ev.y_true.sum()) == 18  # mel, bcc, akiec: 3 of every 7
     assert (out / "metrics.json").is_file()
@@ -40,7 +41,8 @@ def test_a_binary_bundle_is_evaluated_through_its_label_view(malignant_bundle, t
 
 def test_auto_split_on_own_data_is_the_validation_split(malignant_bundle):
     root, card = malignant_bundle
-    ev, out = evaluate_bundle(card, root, split="auto", progress=False)
+    written = evaluate_bundle(card, root, split="auto", progress=False).written
+    ev, out = written.ev, written.folder
     assert len(ev.y_true) == card.data["data"]["counts"]["val"]["benign"] + card.data["data"]["counts"]["val"]["malignant"]
     assert out == card.path / "evaluations" / f"{root.name}-own-val"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lesionlens.bundle import read_card
+from lesionlens.bundle.card import read_card
 from lesionlens.cli import main
 
 SECTIONS = ("summary", "model", "data", "metrics", "operating-point", "isic", "roc", "pr", "confusion",

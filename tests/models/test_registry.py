@@ -6,6 +6,7 @@ import hashlib
 import math
 
 import pytest
+from helpers import without_internet
 import torch
 from torch import nn
 
@@ -222,15 +223,6 @@ def test_efficientnet_lite_key_conversion():
 def test_weights_only_the_hub_has_fail_with_a_clear_message_offline(monkeypatch):
     """No local file, no package-registry copy: the hub is the only source, and without internet
     (simulated here) the error says what was tried and what to do."""
-    import timm
-
-    build = timm.create_model
-
-    def offline(*args, pretrained=False, **kwargs):
-        if pretrained:
-            raise OSError("no internet")
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(timm, "create_model", offline)
+    without_internet(monkeypatch)
     with pytest.raises(WeightsNotFound, match="(?s)timm hub resnet18: OSError: no internet.*only from timm's hub.*--no-pretrained"):
         create_model("resnet18", 2, pretrained=True)

@@ -1,1 +1,1 @@
-"""Tests of lesionlens.serving and lesionlens.export (a package, so its conftest does not shadow tests/conftest.py)."""
+"""Tests of lesionlens.serving (a package, so its conftest does not shadow tests/conftest.py)."""

@@ -200,7 +200,7 @@ def test_server_and_predict_agree_on_real_images(client, exported_bundle, shared
 
 @pytest.mark.shared
 def test_export_checks_on_real_images(bundle_copy, shared):
-    from lesionlens.export import export_bundle
+    from lesionlens.export.onnx import export_bundle
 
     record = export_bundle(bundle_copy, [shared / "data" / "ham10000" / "images"], check_limit=40)
-    assert record["check"]["images"].startswith("40 images from") and record["check"]["max_abs_prob_diff"] <= 1e-4
+    assert record.check["images"].startswith("40 images from") and record.check["max_abs_prob_diff"] <= 1e-4

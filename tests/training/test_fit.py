@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import reloaded_matches_saved
 import yaml
 
-from lesionlens.bundle import BundleError, read_card
+from lesionlens.bundle.card import BundleError, read_card
 from lesionlens.config import load_config
 from lesionlens.inference import Predictor
 from lesionlens.models.registry import create_model
@@ -64,14 +65,7 @@ def test_bundle_files_and_card(trained):
 
 def test_reloaded_bundle_gives_the_same_probabilities(trained):
     root, out, result = trained
-    predictor = Predictor(out)
-    split = pd.read_csv(out / "split.csv")
-    val = split[split["partition"] == "val"]
-    probs, failures = predictor.predict_files(list(val["path"]))
-    assert not failures
-    saved = pd.read_csv(out / "evaluation" / "predictions.csv").set_index("image_id")
-    expected = saved.loc[val["image_id"], [f"p_{c}" for c in predictor.classes]].to_numpy()
-    assert np.allclose(probs, expected, atol=1e-5)
+    _, probs = reloaded_matches_saved(out)
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
@@ -98,7 +92,7 @@ def test_a_finished_run_is_not_overwritten_and_resume_continues(trained, tmp_pat
     cfg["train"]["epochs"] = 3  # as if the run had been interrupted after its first epoch of three
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
     result = train(_cfg(root), out, resume=True, progress=False)
-    assert result.card["training"]["epochs_run"] == 3
+    assert result.card.data["training"]["epochs_run"] == 3
     assert list(epoch_table(out / "logs").index) == [1, 2, 3]  # the first run's epoch is kept
     assert (out / "logs" / "metrics.0.csv").is_file()
 
@@ -120,8 +114,8 @@ def test_frozen_stages_stay_frozen_and_the_bundle_reloads(trained, tmp_path):
     cfg.model.name, cfg.model.frozen_stages = "simple_cnn", 2
     out = tmp_path / "frozen"
     result = train(cfg, out, progress=False)
-    assert result.card["model"]["trainable_parameters"] < result.card["model"]["parameters"]
-    assert result.card["training"]["freeze_schedule"] == {"0": ["stage 3", "top"]}
+    assert result.card.data["model"]["trainable_parameters"] < result.card.data["model"]["parameters"]
+    assert result.card.data["training"]["freeze_schedule"] == {"0": ["stage 3", "top"]}
     predictor = Predictor(out)  # freezing renames nothing: a plain model takes the saved tensors
     stem = predictor.model.features[0][0].weight
     L.seed_everything(cfg.train.seed, verbose=False)  # train() seeds the same way before building the model
@@ -192,8 +186,8 @@ def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tm
     kept = {k.removeprefix("model."): v for k, v in last["state_dict"].items()}
     reloaded = Predictor(out).model.state_dict()
     assert all(torch.equal(reloaded[k], kept[k]) for k in reloaded)
-    assert result.card["training"]["best_epoch"] == 3  # epochs count from 1, as in the log
-    assert result.card["validation"]["seen_in_training"] is True
+    assert result.card.data["training"]["best_epoch"] == 3  # epochs count from 1, as in the log
+    assert result.card.data["validation"]["seen_in_training"] is True
 
     cfg.train.patience = 2
     with pytest.raises(ValueError, match="train_on_val"):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from helpers import reloaded_matches_saved
 
 from lesionlens.config import ConfigError, load_config
-from lesionlens.inference import Predictor
 from lesionlens.models import registry
 from lesionlens.models.freeze import set_trainable
 from lesionlens.models.registry import ModelSpec, create_model, get_spec
@@ -72,7 +71,7 @@ def test_the_optimizer_holds_every_block_deep_will_open_at_its_own_rate():
     from lesionlens.config import TrainConfig
     from lesionlens.data.images import Preprocessing
 
-    module = Classifier(model, TrainConfig(strategy="deep", lr=0.01), Preprocessing(), None, 1,
+    module = Classifier(model, TrainConfig(strategy="deep", lr=0.01, logit_adjustment=0.0), Preprocessing(), None, 1,
                         optimized=plan.optimized(), lr_scale=plan.lr_scale())
     optimizer = module.configure_optimizers()["optimizer"]
     lr_of = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}  # before warm-up
@@ -96,7 +95,7 @@ def test_frozen_batch_norm_keeps_its_statistics_through_training_mode():
     from lesionlens.config import TrainConfig
     from lesionlens.data.images import Preprocessing
 
-    module = Classifier(model, TrainConfig(), Preprocessing(), None, 1).train()
+    module = Classifier(model, TrainConfig(logit_adjustment=0.0), Preprocessing(), None, 1).train()
     stem_bn, last_bn = model.features[0][1], model.features[3][1]
     before = stem_bn.running_mean.clone(), last_bn.running_mean.clone()
     model(torch.randn(4, 3, 32, 32) + 3)
@@ -159,27 +158,15 @@ def _train_cfg(root, weights, **values):
     return load_config(overrides=overrides)
 
 
-def _reloaded_matches_saved(out):
-    predictor = Predictor(out)
-    split = pd.read_csv(out / "split.csv")
-    val = split[split["partition"] == "val"]
-    probs, failures = predictor.predict_files(list(val["path"]))
-    assert not failures
-    saved = pd.read_csv(out / "evaluation" / "predictions.csv").set_index("image_id")
-    expected = saved.loc[val["image_id"], [f"p_{c}" for c in predictor.classes]].to_numpy()
-    assert np.allclose(probs, expected, atol=1e-5)
-    return predictor
-
-
 def test_shallow_never_moves_the_backbone_nor_its_batch_norm(pretrained_tiny, tmp_path):
     root, weights, source = pretrained_tiny
     out = tmp_path / "shallow"
     result = train(_train_cfg(root, weights, **{"train.strategy": "shallow", "model.head": "max"}), out, progress=False)
-    card = result.card
+    card = result.card.data
     assert card["training"]["strategy"] == "shallow" and card["model"]["head"] == "max"
     assert card["training"]["freeze_schedule"] == {"0": ["top"]}
     assert card["model"]["trainable_parameters"] == 16 * 3 + 3
-    predictor = _reloaded_matches_saved(out)
+    predictor = reloaded_matches_saved(out)[0]
     backbone = predictor.model.backbone.state_dict()
     for key in ("features.0.0.weight", "features.1.1.running_mean", "features.1.1.running_var"):
         assert torch.equal(backbone[key], source[key]), key
@@ -190,10 +177,10 @@ def test_deep_unfreezes_on_schedule_and_records_it(pretrained_tiny, tmp_path):
     out = tmp_path / "deep"
     cfg = _train_cfg(root, weights, **{"train.strategy": "deep", "model.head": "avg", "train.monitor": "val_loss"})
     result = train(cfg, out, progress=False)
-    assert result.card["training"]["freeze_schedule"] == {"0": ["top"], "1": ["stage 1", "top"],
+    assert result.card.data["training"]["freeze_schedule"] == {"0": ["top"], "1": ["stage 1", "top"],
                                                           "2": ["stem", "stage 1", "top"]}
-    assert result.card["training"]["best_epoch"] == 3  # the loss still falls at the last epoch (1-based)
-    backbone = _reloaded_matches_saved(out).model.backbone.state_dict()
+    assert result.card.data["training"]["best_epoch"] == 3  # the loss still falls at the last epoch (1-based)
+    backbone = reloaded_matches_saved(out)[0].model.backbone.state_dict()
     for key in ("features.1.0.weight", "features.0.0.weight"):  # opened at epochs 1 and 2
         assert not torch.equal(backbone[key], source[key]), key
 
@@ -202,8 +189,8 @@ def test_baseline_changes_only_the_classifier(pretrained_tiny, tmp_path):
     root, weights, source = pretrained_tiny
     out = tmp_path / "baseline"
     result = train(_train_cfg(root, weights, **{"train.strategy": "baseline", "train.epochs": 1}), out, progress=False)
-    assert result.card["model"]["trainable_parameters"] == 16 * 3 + 3
-    state = _reloaded_matches_saved(out).model.state_dict()
+    assert result.card.data["model"]["trainable_parameters"] == 16 * 3 + 3
+    state = reloaded_matches_saved(out)[0].model.state_dict()
     assert all(torch.equal(state[k], source[k]) for k in state if not k.startswith("classifier"))
 
 
@@ -213,12 +200,12 @@ def test_features_strategy_bundles_reload_and_predict(pretrained_tiny, tmp_path,
     out = tmp_path / kind
     cfg = _train_cfg(root, weights, **{"train.strategy": "features", "train.features_classifier": kind})
     result = train(cfg, out, progress=False)
-    card = result.card
+    card = result.card.data
     assert card["model"]["features_classifier"]["kind"] == kind
     assert card["training"]["epochs_run"] == 0 and "learning_curves" not in card["files"]
     assert result.validation["balanced_accuracy"] > 0.6  # three separable colours
     assert not list(out.glob("*.pkl")) and not list(out.glob("*.joblib"))
-    _reloaded_matches_saved(out)
+    reloaded_matches_saved(out)[0]
     with pytest.raises(FileExistsError, match="already holds a run"):  # no checkpoint, still not overwritten
         train(cfg, out, progress=False)
 

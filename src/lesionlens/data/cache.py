@@ -19,18 +19,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from lesionlens.config import cache_root
 from lesionlens.data.images import ImageDecodeError, Preprocessing, preprocess_image
 from lesionlens.digest import file_digest
 
 log = logging.getLogger(__name__)
 
 _VERSION = 1  # bump when the decoding itself changes
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("LESIONLENS_CACHE", Path.home() / ".cache" / "lesionlens"))
 
 
 @dataclass

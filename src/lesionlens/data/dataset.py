@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from lesionlens.config import ClassWeights, choices
+
 
 class CachedImages(Dataset):
     """Rows of a decoded uint8 N x H x W x 3 array, transformed on the fly; no file is opened."""
@@ -40,7 +42,7 @@ def class_weights(targets: np.ndarray, num_classes: int, mode: str) -> torch.Ten
     if mode == "sqrt":
         w = np.sqrt(w)
     elif mode != "balanced":
-        raise ValueError(f"unknown class weighting {mode!r}; choose none, balanced or sqrt")
+        raise ValueError(f"unknown class weighting {mode!r}; choose one of {choices(ClassWeights)}")
     w /= (w * counts).sum() / len(targets)
     return torch.tensor(w, dtype=torch.float32)
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lesionlens.config import LabelView, choices
+
 if TYPE_CHECKING:  # only a type here: this module stays free of pandas and torch, for the server
     from lesionlens.data.table import ImageTable
 
@@ -47,7 +49,6 @@ _SYNONYMS = {
     "squamous_cell_carcinoma": "scc",
 }
 
-VIEWS = ("all", "malignant", "melanoma")
 VIEW_CLASSES = {"malignant": ("benign", "malignant"), "melanoma": ("other", "melanoma")}
 
 
@@ -78,7 +79,7 @@ def apply_view(table: ImageTable, view: str) -> ImageTable:
     if view == "all":
         return table
     if view not in VIEW_CLASSES:
-        raise ValueError(f"unknown label view {view!r}; choose one of {VIEWS}")
+        raise ValueError(f"unknown label view {view!r}; choose one of {choices(LabelView)}")
     mask = binary_membership(table.classes, view)
     if mask is None:
         unknown = [c for c in table.classes if canonical(c) is None]

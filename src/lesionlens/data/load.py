@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionlens.config import DataFormat, check_covers, choices
 from lesionlens.data.cache import DecodedImages, decode_images
 from lesionlens.data.formats import CsvLayout, ImageFinder, read_csv_table, read_folder
 from lesionlens.data.images import Preprocessing
 from lesionlens.data.official import detect_official, read_ham10000, read_isic2017, read_isic2018
 from lesionlens.data.table import ImageTable, check_table, resolve_issues
-
-FORMATS = ("auto", "folder", "csv", "ham10000", "isic2018", "isic2017")
 
 
 def detect_format(path: Path) -> str:
@@ -42,24 +41,33 @@ def read_table(path: str | Path, fmt: str = "auto", images: str | Path | None = 
     fmt = detect_format(path) if fmt == "auto" else fmt
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    if fmt == "folder":
-        if not path.is_dir():
-            raise ValueError(f"{path}: the folder format needs a folder of class folders")
-        table = read_folder(path)
-    elif fmt == "csv":
-        if path.is_dir():
-            raise ValueError(f"{path}: the csv format needs a CSV file, not a folder")
-        folders = [images] if images else [path.parent, path.parent / "images"]
-        table = read_csv_table(path, ImageFinder(folders), CsvLayout(group=group_column))
-    elif fmt == "ham10000":
-        table = read_ham10000(path, images)
-    elif fmt == "isic2018":
-        table = read_isic2018(path, images)
-    elif fmt == "isic2017":
-        table = read_isic2017(path, images)
-    else:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    return check_table(table)
+    if fmt not in READERS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {choices(DataFormat)}")
+    return check_table(READERS[fmt](path, images, group_column))
+
+
+def _read_folder(path: Path, images: Path | None, group_column: str | None) -> ImageTable:
+    if not path.is_dir():
+        raise ValueError(f"{path}: the folder format needs a folder of class folders")
+    return read_folder(path)
+
+
+def _read_csv(path: Path, images: Path | None, group_column: str | None) -> ImageTable:
+    if path.is_dir():
+        raise ValueError(f"{path}: the csv format needs a CSV file, not a folder")
+    folders = [images] if images else [path.parent, path.parent / "images"]
+    return read_csv_table(path, ImageFinder(folders), CsvLayout(group=group_column))
+
+
+# format -> reader(path, images folder, group column); "auto" is detected first
+READERS = {
+    "folder": _read_folder,
+    "csv": _read_csv,
+    "ham10000": lambda path, images, group: read_ham10000(path, images),
+    "isic2018": lambda path, images, group: read_isic2018(path, images),
+    "isic2017": lambda path, images, group: read_isic2017(path, images),
+}
+check_covers(READERS, DataFormat, "data reader", besides=("auto",))
 
 
 @dataclass

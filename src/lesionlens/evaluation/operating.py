@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from lesionlens.config import Criterion, choices
 from lesionlens.decision import OperatingPoint
 from lesionlens.evaluation.metrics import binary_stats
 
 DERMATOLOGIST_SENSITIVITY = 0.866  # Haenssle et al. 2018: 86.6% sensitivity at 71.3% specificity
 DERMATOLOGIST_SPECIFICITY = 0.713
-CRITERIA = ("sensitivity", "specificity", "youden")
 
 
 def choose_operating_point(view: str, y_true: np.ndarray, score: np.ndarray, criterion: str = "sensitivity",
@@ -32,8 +32,8 @@ def choose_operating_point(view: str, y_true: np.ndarray, score: np.ndarray, cri
     if t.all() or not t.any():
         raise ValueError(f"{view}: choosing a threshold needs positive and negative cases, got {int(t.sum())} "
                          f"positive of {len(t)}")
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown operating-point criterion {criterion!r}; choose one of {CRITERIA}")
+    if criterion not in choices(Criterion):
+        raise ValueError(f"unknown operating-point criterion {criterion!r}; choose one of {choices(Criterion)}")
     if criterion != "youden" and not (target is not None and 0.0 < target <= 1.0):
         raise ValueError(f"a {criterion} target must be in (0, 1], got {target}")
     fpr, tpr, thresholds = roc_curve(t, score, drop_intermediate=False)

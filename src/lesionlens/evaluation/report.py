@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
 
 from lesionlens import __version__
-from lesionlens.bundle import Card
+from lesionlens.bundle.card import Card
 from lesionlens.evaluation.bootstrap import paired_comparison
-from lesionlens.evaluation.evaluate import write_evaluation
+from lesionlens.evaluation.files import WrittenEvaluation
 from lesionlens.evaluation.operating import DERMATOLOGIST_SENSITIVITY, DERMATOLOGIST_SPECIFICITY
 from lesionlens.evaluation.plots import plot_roc_comparison
 from lesionlens.evaluation.result import Evaluation, json_safe
@@ -43,15 +43,14 @@ class Entry:
     metrics: dict = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
 
-
-def evaluate_entry(name: str, card: Card, ev: Evaluation, folder: Path, resamples: int = 1000) -> Entry:
-    """Write the evaluation's metrics and figures to ``folder`` and keep them for the report."""
-    figures = write_evaluation(ev, folder, resamples)
-    curves = card.path / "learning_curves.png"
-    if curves.is_file():
-        figures["learning_curves"] = curves
-    metrics = json.loads((folder / "metrics.json").read_text())
-    return Entry(name, card, ev, folder, metrics, figures)
+    @classmethod
+    def of(cls, name: str, card: Card, written: WrittenEvaluation) -> "Entry":
+        """The report's entry for a written evaluation, with the bundle's learning curves."""
+        figures = dict(written.files)
+        curves = card.file("learning_curves")
+        if curves is not None:
+            figures["learning_curves"] = curves
+        return cls(name, card, written.ev, written.folder, written.metrics, figures)
 
 
 def write_report(entries: list[Entry], out: Path, data_path: str | Path, resamples: int = 1000,
@@ -87,29 +86,28 @@ def _title(entries: list[Entry], data_path: str | Path) -> str:
 
 
 def _entry_context(e: Entry) -> dict:
-    card, m = e.card.data, e.metrics
-    training = card.get("training", {})
+    card, m = e.card, e.metrics
     views = []
     for view, b in m.get("binary", {}).items():
-        point = card.get("operating_points", {}).get(view)
-        views.append({"name": view, **b, "point": point,
+        point = card.operating_points.get(view)
+        views.append({"name": view, **b, "point": asdict(point) if point else None,
                       "ci": {k: m.get("confidence_intervals", {}).get(f"{view}_{k}")
                              for k in ("auc", "sensitivity", "specificity", "ppv", "npv")}})
     support = {c: v["support"] for c, v in m["per_class"].items()}
+    t = card.training
     return {
         "name": e.name,
         "anchor": "".join(ch if ch.isalnum() else "-" for ch in e.name),
-        "bundle": str(e.card.path),
+        "bundle": str(card.path),
         "folder": str(e.folder),
         "model": {
-            "architecture": card["model"]["architecture"], "parameters": card["model"].get("parameters"),
-            "pretrained": card["model"].get("pretrained_source") if card["model"].get("pretrained") else "no",
-            "image_size": card["preprocessing"]["image_size"], "classes": card["classes"],
-            "label_view": card.get("label_view", "all"), "trained_on": card.get("data", {}).get("path"),
-            "created": card.get("created"), "sha256": card["weights"]["sha256"],
-            "epochs": training.get("epochs_run"), "best_epoch": training.get("best_epoch"),
-            "monitor": training.get("monitor"), "fit_minutes": round(training["fit_time_s"] / 60, 1)
-            if training.get("fit_time_s") else None,
+            "architecture": card.architecture, "parameters": card.model.parameters,
+            "pretrained": card.model.pretrained_source if card.model.pretrained else "no",
+            "image_size": card.preprocessing.image_size, "classes": card.classes,
+            "label_view": card.label_view, "trained_on": card.dataset.path,
+            "created": card.created, "sha256": card.weights.sha256,
+            "epochs": t.epochs_run, "best_epoch": t.best_epoch,
+            "monitor": t.monitor, "fit_minutes": round(t.fit_time_s / 60, 1) if t.fit_time_s else None,
         },
         "data": {"description": m["description"], "n_images": m["n_images"], "support": support,
                  "issues": _count_issues(e.folder / "data_issues.csv")},
@@ -117,7 +115,7 @@ def _entry_context(e: Entry) -> dict:
         "headline": _headline(m),
         "views": views,
         "calibration": m.get("calibration"),
-        "card_calibration": card.get("calibration"),
+        "card_calibration": asdict(card.calibration) if card.calibration else None,
         "images": {name: _data_uri(path) for name, path in e.figures.items()
                    if path.suffix.lower() in (".png", ".jpg", ".jpeg")},
     }

@@ -58,12 +58,27 @@ class Evaluation:
     probs: np.ndarray  # N x C
     image_ids: list[str] = field(default_factory=list)
     description: str = ""  # what was evaluated (data path, partition)
-    operating_points: dict[str, float] = field(default_factory=dict)  # view -> threshold on its score
+    # How ``probs`` were made from ``logits`` (temperature) and how the malignant / melanoma views
+    # decide (operating points); None: the plain softmax and the argmax class.
+    rule: DecisionRule | None = None
     logits: np.ndarray | None = None  # N x C, before temperature: what calibration is fitted on
     rows: np.ndarray | None = None  # each image's row in ``images``
     images: np.ndarray | None = None  # the decoded images (M x H x W x 3 uint8), for galleries
-    temperature: float = 1.0  # the probabilities are softmax(logits / temperature)
     tta: str = "none"  # test-time augmentation the logits were averaged over
+
+    def __post_init__(self) -> None:
+        if self.rule is None:
+            self.rule = DecisionRule(tuple(self.classes))
+
+    @property
+    def temperature(self) -> float:
+        """The probabilities are softmax(logits / temperature)."""
+        return self.rule.temperature
+
+    @property
+    def operating_points(self) -> dict[str, float]:
+        """View -> the threshold on its score."""
+        return {p.view: p.threshold for p in self.rule.operating_points}
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -99,27 +114,24 @@ class Evaluation:
         return out
 
     def binary(self, view: str) -> BinaryView | None:
-        """The ``malignant`` or ``melanoma`` view, when the classes are diagnoses that define it."""
-        mask = binary_membership(self.classes, view)
-        if mask is None:
+        """The ``malignant`` or ``melanoma`` view, when the classes are diagnoses that define it;
+        decided by the rule (its operating point, or the argmax class without one)."""
+        decided = self.rule.decide(self.probs).get(view)
+        if decided is None:
             return None
-        positive = np.flatnonzero(mask)
-        score = self.probs[:, positive].sum(axis=1)
-        threshold = self.operating_points.get(view)
-        decided = np.isin(self.y_pred, positive) if threshold is None else score >= threshold
+        positive = np.flatnonzero(binary_membership(self.classes, view))
         return BinaryView(view, [self.classes[k] for k in positive], np.isin(self.y_true, positive),
-                          score, decided, threshold)
+                          decided["score"], decided["positive"], self.operating_points.get(view))
 
     def binary_views(self) -> dict[str, BinaryView]:
         views = {v: self.binary(v) for v in VIEW_CLASSES}
         return {k: v for k, v in views.items() if v is not None and v.y_true.any() and (~v.y_true).any()}
 
-    def with_rule(self, temperature: float, operating_points: dict[str, float]) -> "Evaluation":
-        """The same predictions under another temperature and operating points (no new inference)."""
+    def with_rule(self, rule: DecisionRule) -> "Evaluation":
+        """The same predictions under another decision rule (no new inference)."""
         if self.logits is None:
             raise ValueError("changing the temperature needs the evaluation's logits")
-        probs = DecisionRule(tuple(self.classes), temperature).probabilities(self.logits)  # as predict does
-        return replace(self, probs=probs, temperature=temperature, operating_points=dict(operating_points))
+        return replace(self, probs=rule.probabilities(self.logits), rule=rule)
 
     def losses(self) -> np.ndarray:
         """Each image's cross-entropy: -log of the probability given to its true class."""

@@ -21,7 +21,9 @@ import re
 import torch
 from torch import nn
 
-HEADS = ("linear", "avg", "max", "mlp")
+from lesionlens.config import Head, choices
+
+HEADS = choices(Head)  # "linear" first: the architecture's own head
 MLP_HIDDEN = 256  # units of the mlp top model's hidden layer (the course's Dense(256))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lesionlens.models.registry import create_model, get_spec
+from lesionlens.models.registry import MODELS, create_model, get_spec
 
 
 @dataclass(frozen=True)
@@ -47,3 +47,13 @@ def model_cost(name: str, num_classes: int = 1000, image_size: int | None = None
         model(x)
     parameters = sum(p.numel() for p in model.parameters())
     return ModelCost(name, num_classes, size, parameters, counter.get_total_flops() // 2)
+
+
+def models_table(num_classes: int = 1000) -> list[str]:
+    """``lesionlens models``: every registered model's parameters, input size, MACs and weights."""
+    lines = [f"{'name':<20}{'parameters':>13}{'input':>7}{'GMACs':>8}  pretrained weights  ({num_classes} classes)"]
+    for name, spec in MODELS.items():
+        cost = model_cost(name, num_classes)
+        weights = spec.weights.description if spec.weights else "none (train from scratch)"
+        lines.append(f"{name:<20}{cost.parameters:>13,}{cost.image_size:>7}{cost.macs / 1e9:>8.2f}  {weights}")
+    return lines

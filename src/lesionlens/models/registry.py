@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,7 +44,6 @@ class ModelSpec:
     preprocessing: Preprocessing  # for training from scratch; pretrained weights bring their own
     weights: PretrainedWeights | None = None
     timm_name: str | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
     min_size: int = 32  # the smallest input side the network accepts
 
     def check_input_size(self, size: int) -> None:
@@ -79,21 +78,21 @@ _SPECS = [
     ModelSpec(
         "lenet5", lambda n, d: LeNet5(n, drop_rate=d),
         "LeNet-5 (LeCun 1998) with its partial C3 connection table; one luminance channel in",
-        HALF.resized(32), tags=("scratch",),
+        HALF.resized(32),
     ),
     ModelSpec(
         "tiny_cnn", lambda n, d: SimpleCNN(n, widths=(8, 16), drop_rate=d),
-        "two conv blocks, for tests and smoke runs", HALF.resized(64), tags=("scratch",),
+        "two conv blocks, for tests and smoke runs", HALF.resized(64),
     ),
     ModelSpec(
         "simple_cnn", lambda n, d: SimpleCNN(n, drop_rate=d),
         "four conv-BN-ReLU-pool blocks + global pooling: the from-scratch baseline",
-        HALF.resized(128), tags=("scratch",),
+        HALF.resized(128),
     ),
     ModelSpec(
         "alexnet", lambda n, d: AlexNet(n, drop_rate=d),
         "AlexNet (torchvision's single-tower version); no pretrained weights here",
-        IMAGENET_BILINEAR, tags=("scratch",), min_size=63,
+        IMAGENET_BILINEAR, min_size=63,
     ),
     ModelSpec(
         "vgg16", _timm("vgg16"), "VGG16 (Simonyan & Zisserman 2015): 13 convolutions + 2 dense 4,096 layers",

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lesionlens.data.cache import cache_root
+from lesionlens.config import cache_root
 from lesionlens.data.images import Preprocessing
 from lesionlens.digest import file_digest
 

@@ -1,7 +1,7 @@
 """A bundle's exported ONNX graph, loaded without pickle, checked against its card, tuned for the CPU.
 
 ONNX Runtime is the only model runtime here: no torch. The card's sha256 checks cover the
-safetensors weights (by :func:`lesionlens.bundle.read_card`), the ONNX file and the CAM head.
+safetensors weights (by :func:`lesionlens.bundle.card.read_card`), the ONNX file and the CAM head.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lesionlens.bundle import BundleError, Card, read_card
-from lesionlens.decision import DecisionRule
+from lesionlens.bundle.card import BundleError, Card, read_card
 from lesionlens.digest import file_digest
 
 log = logging.getLogger(__name__)
@@ -31,16 +30,16 @@ class BundleModel:
 
     def __init__(self, bundle: str | Path, int8: bool = False, threads: int = 1):
         self.card: Card = read_card(bundle)
-        record = self.card.data.get("onnx")
-        if not record:
+        record = self.card.onnx
+        if record is None:
             raise BundleError(f"{self.card.path}: the bundle has no ONNX model; run `lesionlens export "
                               f"{self.card.path}` first (it needs the training install, once)")
-        if int8 and not record.get("int8"):
+        if int8 and record.int8 is None:
             raise BundleError(f"{self.card.path}: no INT8 model; run `lesionlens export {self.card.path} --int8`")
-        entry = record["int8"] if int8 else record
-        self.model_path = _checked(self.card.path / entry["file"], entry["sha256"])
+        entry = record.int8 if int8 else record
+        self.model_path = _checked(self.card.path / entry.file, entry.sha256)
         self.runtime = f"onnxruntime {ort.__version__} ({'int8' if int8 else 'fp32'})"
-        self.rule = DecisionRule.from_card(self.card.data)
+        self.rule = self.card.rule
         if self.card.tta != "none":
             log.warning("%s: its temperature and operating points were fitted with test-time augmentation %s; the "
                         "server predicts one view, so its decisions may differ a little from `lesionlens predict`",
@@ -52,8 +51,8 @@ class BundleModel:
                                             providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.cam_weight = None
-        if record.get("cam") and "features" in self.output_names:
-            cam_path = _checked(self.card.path / record["cam"]["file"], record["cam"]["sha256"])
+        if record.cam is not None and "features" in self.output_names:
+            cam_path = _checked(self.card.path / record.cam.file, record.cam.sha256)
             with np.load(cam_path, allow_pickle=False) as head:
                 self.cam_weight = head["weight"].astype(np.float32)
 

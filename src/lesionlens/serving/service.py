@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from lesionlens.data.images import normalize
+from lesionlens.explain.cam import class_activation_maps, overlay_png
 from lesionlens.serving.batcher import MicroBatcher
-from lesionlens.serving.cam import class_activation_maps, overlay_png
 from lesionlens.serving.decode import decode_upload
 from lesionlens.serving.errors import ApiError
 from lesionlens.serving.runtime import BundleModel
@@ -106,16 +106,7 @@ class PredictionService:
         }
 
     def decision_basis(self) -> str:
-        rule = self.model.rule
-        views = list(rule.view_scores(np.zeros((1, len(rule.classes)))).keys())
-        if not views:
-            return "none: the model's classes are not diagnoses, so there is no malignant / melanoma decision"
-        points = {p.view for p in rule.operating_points}
-        parts = [f"{v}: {'the operating point in the bundle card' if v in points else 'the top class (the card has no operating point for this view)'}"
-                 for v in views]
-        temperature = f"; probabilities calibrated with temperature {rule.temperature:g}" if rule.temperature != 1.0 else \
-            "; probabilities are the plain softmax (no calibration in the card)"
-        return "; ".join(parts) + temperature
+        return "; ".join(self.model.rule.describe())
 
     def _heatmap(self, image: np.ndarray, features: np.ndarray | None, row: int, cls: int) -> dict:
         if features is None:
@@ -129,12 +120,8 @@ class PredictionService:
 
     def model_info(self) -> dict:
         card = self.model.card
-        return {
-            "name": card.path.name,
-            "architecture": card.architecture,
-            "version": f"{card.data.get('created', 'unknown')} sha256:{card.data['weights']['sha256'][:12]}",
-            "runtime": self.model.runtime,
-        }
+        return {"name": card.name, "architecture": card.architecture, "version": card.version,
+                "runtime": self.model.runtime}
 
 
 def _item(value, row: int):

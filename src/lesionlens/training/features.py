@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lesionlens.config import FeaturesClassifier, check_covers, choices
 from lesionlens.data.images import Preprocessing
-from lesionlens.inference import to_input
+from lesionlens.data.transforms import to_input
 from lesionlens.models.classical import EmbeddingClassifier, scores_from_shape
 
 # Fixed, documented settings: the point of this strategy is a cheap, standard baseline.
@@ -38,27 +39,47 @@ def embed(model: nn.Module, images: np.ndarray, rows: np.ndarray, pre: Preproces
 def fit_classifier(kind: str, features: np.ndarray, targets: np.ndarray, num_classes: int,
                    seed: int) -> tuple[dict, dict[str, torch.Tensor]]:
     """Fit ``kind`` on embeddings; returns its shape (for the card) and its tensors."""
-    if kind == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"unknown embedding classifier {kind!r}; choose one of {choices(FeaturesClassifier)}")
+    return CLASSIFIERS[kind](features, targets, num_classes, seed)
 
-        forest = RandomForestClassifier(FOREST_TREES, class_weight="balanced", random_state=seed, n_jobs=1)
-        forest.fit(features, targets)
-        return forest_tensors(forest, num_classes)
-    from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(features)
-    scaled = scaler.transform(features)
-    if kind == "logistic":
-        from sklearn.linear_model import LogisticRegression
+def _forest(features: np.ndarray, targets: np.ndarray, num_classes: int, seed: int):
+    from sklearn.ensemble import RandomForestClassifier
 
-        model = LogisticRegression(max_iter=2000, class_weight="balanced").fit(scaled, targets)
-    elif kind == "svm":
-        from sklearn.svm import LinearSVC
+    forest = RandomForestClassifier(FOREST_TREES, class_weight="balanced", random_state=seed, n_jobs=1)
+    return forest_tensors(forest.fit(features, targets), num_classes)
 
-        model = LinearSVC(C=SVM_C, class_weight="balanced", random_state=seed).fit(scaled, targets)
-    else:
-        raise ValueError(f"unknown embedding classifier {kind!r}; choose logistic, svm or random_forest")
-    return linear_tensors(kind, model, scaler, num_classes)
+
+def _standardised(kind: str, make):
+    """A linear classifier fitted on standardised embeddings; the scaling is folded into its weights."""
+    def fit(features: np.ndarray, targets: np.ndarray, num_classes: int, seed: int):
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(features)
+        return linear_tensors(kind, make(seed).fit(scaler.transform(features), targets), scaler, num_classes)
+
+    return fit
+
+
+def _logistic(seed: int):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, class_weight="balanced")
+
+
+def _svm(seed: int):
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(C=SVM_C, class_weight="balanced", random_state=seed)
+
+
+CLASSIFIERS = {
+    "logistic": _standardised("logistic", _logistic),
+    "svm": _standardised("svm", _svm),
+    "random_forest": _forest,
+}
+check_covers(CLASSIFIERS, FeaturesClassifier, "embedding classifier")
 
 
 def linear_tensors(kind: str, model, scaler, num_classes: int) -> tuple[dict, dict[str, torch.Tensor]]:

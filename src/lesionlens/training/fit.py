@@ -1,15 +1,13 @@
 """Train a classifier from a RunConfig and write its bundle.
 
-    files -> table (checked, split) -> decoded cache -> loaders -> Lightning fit
-          -> best checkpoint -> model.safetensors + card.json + evaluation of the validation split
+    files -> table (checked, split) -> decoded cache -> what the run will do and cost (printed)
+          -> Lightning fit (lesionlens.training.loop) or embeddings + scikit-learn (features)
+          -> model.safetensors + split.csv + card.json + the evaluation of the validation split
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,29 +15,26 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader
 
-from lesionlens.bundle import write_card
+from lesionlens.bundle.card import WEIGHTS, Card, write_card
+from lesionlens.bundle.schema import DataInfo, ModelInfo, TrainingInfo, ValidationInfo
+from lesionlens.bundle.split import SPLIT_FILE, fingerprint, split_counts, write_split
 from lesionlens.config import ConfigError, RunConfig, load_config
-from lesionlens.data.dataset import CachedImages, balanced_sampler, class_weights
 from lesionlens.data.images import Preprocessing
 from lesionlens.data.labels import apply_view
 from lesionlens.data.load import PreparedData, prepare, read_table
 from lesionlens.data.splits import assign_partitions
-from lesionlens.data.table import ImageTable
-from lesionlens.data.transforms import train_transform
 from lesionlens.evaluation.calibrate import fit_rule
-from lesionlens.evaluation.evaluate import evaluate_model, write_evaluation
+from lesionlens.evaluation.evaluate import evaluate_model
+from lesionlens.evaluation.files import WrittenEvaluation, write_evaluation
 from lesionlens.models.freeze import set_trainable
 from lesionlens.models.registry import create_model, get_spec
-from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume, plot_learning_curves
-from lesionlens.training.module import MONITOR_MODE, Classifier
+from lesionlens.training.curves import plot_learning_curves
+from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
-from lesionlens.training.progress import EpochReport
-from lesionlens.training.strategies import FreezePlan, GradualUnfreezing, check_strategy, plan_strategy
+from lesionlens.training.loop import fit_network
+from lesionlens.training.strategies import check_strategy, plan_strategy
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +42,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainResult:
     bundle: Path
-    validation: dict  # the validation split's metrics.json
-    card: dict
+    card: Card
+    evaluation: WrittenEvaluation  # the validation split, under the fitted decision rule
+    estimate: Estimate | None = None  # what the run was expected to cost (None for a resumed run)
+
+    @property
+    def validation(self) -> dict:
+        """The validation split's metrics.json."""
+        return self.evaluation.metrics
 
 
 def resolve_preprocessing(cfg: RunConfig) -> Preprocessing:
@@ -75,25 +76,17 @@ def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: 
     return PreparedData(split, data.images)
 
 
-def write_split(table: ImageTable, path: Path) -> None:
-    """The split as a table that ``--data`` reads again: image paths are made absolute, because a
-    CSV's relative paths are read relative to the CSV's own folder, not to where training ran."""
-    cols = ["image_id", "partition", "label", "group", "sha256", "path"]
-    frame = table.frame[cols].copy()
-    frame["path"] = [str(Path(p).resolve()) if p else p for p in frame["path"]]
-    frame.to_csv(path, index=False)
-
-
-def fingerprint(table: ImageTable) -> str:
-    """sha256 over every image's content hash, label and partition, in a fixed order."""
-    rows = sorted(zip(table.frame["sha256"], table.frame["label"], table.frame["partition"]))
-    return hashlib.sha256(repr(rows).encode()).hexdigest()
-
-
-def split_counts(table: ImageTable) -> dict[str, dict[str, int]]:
-    counts = table.frame.groupby(["partition", "label"]).size()
-    return {p: {c: int(counts.get((p, c), 0)) for c in table.classes}
-            for p in sorted(table.frame["partition"].unique())}
+def describe_plan(cfg: RunConfig, pre: Preprocessing, n_train: int, n_val: int) -> str:
+    """What the run is about to do, in one sentence."""
+    t = cfg.train
+    if t.strategy == "features":
+        how = f"fit a {t.features_classifier} classifier on frozen {cfg.model.name} embeddings"
+    else:
+        how = (f"train {cfg.model.name} (strategy {t.strategy}, head {cfg.model.head}) for {t.epochs} "
+               f"epoch{'s' if t.epochs != 1 else ''}, "
+               f"batch {t.batch_size}, {t.optimizer} at lr {t.lr:g} with a {t.schedule} schedule")
+    seen = " (also trained on)" if cfg.data.train_on_val else ""
+    return f"about to {how} at {pre.image_size} px on {n_train:,} images, validating on {n_val:,}{seen}"
 
 
 def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -119,7 +112,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     pre = resolve_preprocessing(cfg)
     data = load_training_data(cfg, pre, out, progress)
     table = data.table
-    write_split(table, out / "split.csv")
+    write_split(table, out / SPLIT_FILE)
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(val_rows) == 0 or len(train_rows) == 0:
         raise ValueError(f"{cfg.data.path}: need both training and validation images, "
@@ -132,6 +125,10 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
                     "the validation figures are not a held-out estimate", len(val_rows))
         train_rows = np.concatenate([train_rows, val_rows])
 
+    log.info("%s", describe_plan(cfg, pre, len(train_rows), len(val_rows)))
+    expected = None if resume else estimate(cfg, len(train_rows), pre.image_size)
+    if expected is not None:
+        log.info("expected training time: %s", expected.describe())
     model = create_model(cfg.model.name, len(classes), pretrained=cfg.model.pretrained,
                          weights=cfg.model.weights, drop_rate=cfg.model.drop_rate,
                          head=cfg.model.head, image_size=pre.image_size)
@@ -153,161 +150,38 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
                "train_images_per_s": round(len(train_rows) / max(fit_seconds, 1e-9), 2)}
     else:
         fitted = None
-        model, run = _fit_network(cfg, out, model, plan, pre, data, targets, train_rows, val_rows, resume, progress)
+        model, run = fit_network(cfg, out, model, plan, pre, data, targets, train_rows, val_rows, resume, progress)
         fit_seconds = time.perf_counter() - fit_started
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
 
     seen = ", also trained on" if cfg.data.train_on_val else ""
     seen += f", TTA {cfg.model.tta}" if cfg.model.tta != "none" else ""
     description = f"{cfg.model.name} on {Path(cfg.data.path).name} (validation split, {len(val_rows)} images{seen})"
     ev = evaluate_model(model, classes, pre, data, val_rows, description, tta=cfg.model.tta)
     ev, rule = fit_rule(ev)  # temperature and the 0.866-sensitivity operating points, on validation
-    figures = write_evaluation(ev, out / "evaluation")
-    files = {"split": "split.csv"}
+    written = write_evaluation(ev, out / "evaluation")
+    files = {"split": SPLIT_FILE}
     if fitted is None:
         plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor,
                              title=f"{cfg.model.name}, {pre.image_size}px, {cfg.train.optimizer} + {cfg.train.schedule}")
         files["learning_curves"] = "learning_curves.png"
-    summary = ev.summary()
-    card = {
-        "model": {
-            "architecture": cfg.model.name, "num_classes": len(classes), "drop_rate": cfg.model.drop_rate,
-            "head": cfg.model.head, "pretrained": cfg.model.pretrained,
-            "pretrained_source": model.pretrained_source,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "trainable_parameters": trainable,
-            **({"features_classifier": fitted} if fitted else {}),
-        },
-        "classes": classes,
-        "label_view": cfg.data.labels,
-        "preprocessing": pre.to_dict(),
-        "inference": {"tta": cfg.model.tta},
-        "training": {
-            "config": cfg.to_dict(),
-            "strategy": cfg.train.strategy,
-            # epoch -> the blocks trainable from then on (stem, stage N, top; "last layer" for baseline)
-            "freeze_schedule": plan.schedule(cfg.train.epochs if fitted is None else 1),
-            **run,
-            "monitor": cfg.train.monitor,
-            "fit_time_s": round(fit_seconds, 1),
-            "total_time_s": round(time.perf_counter() - started, 1),
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available()
+    m = written.metrics
+    card = write_card(
+        out,
+        model=ModelInfo(cfg.model.name, len(classes), cfg.model.head, cfg.model.drop_rate, cfg.model.pretrained,
+                        model.pretrained_source, sum(p.numel() for p in model.parameters()), trainable, fitted),
+        classes=classes, label_view=cfg.data.labels, preprocessing=pre, tta=cfg.model.tta,
+        training=TrainingInfo(
+            config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
+            fit_time_s=round(fit_seconds, 1), total_time_s=round(time.perf_counter() - started, 1),
+            device=torch.cuda.get_device_name() if torch.cuda.is_available()
             else f"cpu ({torch.get_num_threads()} threads)",
-        },
-        "data": {
-            "path": str(cfg.data.path), "format": table.format, "fingerprint": fingerprint(table),
-            "n_images": len(table), "counts": split_counts(table), "split_file": "split.csv",
-            "split_seed": cfg.train.seed, "issues": len(table.issues),
-        },
-        **rule,
-        "validation": {k: summary[k] for k in ("n_images", "accuracy", "balanced_accuracy", "macro_auc",
-                                                "macro_auc_grade", "per_class", "binary")}
-        | {"seen_in_training": cfg.data.train_on_val},
-        "files": {name: str(p.relative_to(out)) for name, p in figures.items()} | files,
-    }
-    write_card(out, card)
-    return TrainResult(out, summary, card)
-
-
-def _fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezePlan, pre: Preprocessing,
-                 data: PreparedData, targets: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-                 resume: bool, progress: bool) -> tuple[torch.nn.Module, dict]:
-    """Gradient training on Lightning; returns the best epoch's model and what the card says of the run."""
-    classes = data.table.classes
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = build_loaders(cfg, pre, data, targets, train_rows, val_rows)
-    weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights)
-    prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
-    module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior,
-                        optimized=plan.optimized(), lr_scale=plan.lr_scale())
-    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, plan)
-    last_ckpt = out / "checkpoints" / "last.ckpt"
-    trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
-
-    # With data.train_on_val the validation images are training images: no epoch is chosen on them.
-    best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    history = epoch_table(out / "logs")
-    kept = int(history.index[-1]) if cfg.data.train_on_val else _best_epoch(history, cfg.train.monitor)
-    run = {
-        "epochs_run": int(trainer.current_epoch),
-        "best_epoch": kept,
-        "best_score": (float(checkpoint.best_model_score)
-                       if checkpoint.best_model_score is not None and not cfg.data.train_on_val else None),
-        "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
-        "train_images_per_s": _median(history, "train_images_per_s"),
-    }
-    return module.model.cpu().eval(), run
-
-
-def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
-                  progress: bool, plan: FreezePlan | None = None) -> tuple[L.Trainer, ModelCheckpoint]:
-    """A Lightning Trainer with the best-epoch checkpoint, learning curves, CSV (and TensorBoard)
-    logs, optional early stopping and a one-line-per-epoch report."""
-    mode = MONITOR_MODE[cfg.train.monitor]
-    checkpoint = ModelCheckpoint(out / "checkpoints", filename="best", monitor=cfg.train.monitor, mode=mode,
-                                 save_top_k=1, enable_version_counter=False)
-    # Lightning's save_last rewrites last.ckpt only in epochs that improve the monitored metric, so
-    # --resume would go back to the best epoch; this second callback writes it after every epoch.
-    every_epoch = ModelCheckpoint(out / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                                  enable_version_counter=False)
-    callbacks = [checkpoint, every_epoch, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
-    if plan is not None:
-        callbacks.append(GradualUnfreezing(plan))
-    if progress:
-        callbacks.append(EpochReport())
-    if cfg.train.patience is not None:
-        callbacks.append(EarlyStopping(cfg.train.monitor, mode=mode, patience=cfg.train.patience))
-    last_ckpt = out / "checkpoints" / "last.ckpt"
-    if resume:
-        keep_log_for_resume(out / "logs", torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
-    loggers = [CSVLogger(out, name="", version="logs")]
-    if _tensorboard_available():
-        loggers.append(TensorBoardLogger(out / "logs", name="", version="tensorboard"))
-    trainer = L.Trainer(
-        max_epochs=cfg.train.epochs,
-        max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
-        accelerator="auto", devices=1, precision="16-mixed" if torch.cuda.is_available() else "32-true",
-        callbacks=callbacks, logger=loggers, log_every_n_steps=min(10, steps_per_epoch),
-        enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
-        num_sanity_val_steps=0,
+            freeze_schedule=plan.schedule(cfg.train.epochs if fitted is None else 1), **run),
+        dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
+                         SPLIT_FILE, cfg.train.seed, len(table.issues)),
+        validation=ValidationInfo(m["n_images"], m["accuracy"], m["balanced_accuracy"], m["macro_auc"],
+                                  m["macro_auc_grade"], m["per_class"], m["binary"], cfg.data.train_on_val),
+        calibration=rule.calibration, operating_points=rule.operating_points,
+        files={name: str(p.relative_to(out)) for name, p in written.files.items()} | files,
     )
-    return trainer, checkpoint
-
-
-def build_loaders(cfg: RunConfig, pre: Preprocessing, data: PreparedData, targets: np.ndarray,
-             train_rows: np.ndarray, val_rows: np.ndarray) -> tuple[DataLoader, DataLoader]:
-    cache_rows = data.table.frame["cache_row"].to_numpy()
-    train_ds = CachedImages(data.images.array, cache_rows[train_rows], targets[train_rows],
-                            train_transform(cfg.augment))
-    val_ds = CachedImages(data.images.array, cache_rows[val_rows], targets[val_rows], lambda x: x)
-    sampler = balanced_sampler(targets[train_rows], cfg.train.seed) if cfg.train.sampler == "balanced" else None
-    workers = cfg.data.num_workers
-    if workers is None:
-        workers = min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
-    train_loader = DataLoader(
-        train_ds, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
-        num_workers=workers, persistent_workers=workers > 0, drop_last=len(train_ds) > cfg.train.batch_size,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
-    )
-    val_loader = DataLoader(val_ds, batch_size=2 * cfg.train.batch_size, shuffle=False, num_workers=0)
-    return train_loader, val_loader
-
-
-def _best_epoch(history, monitor: str) -> int | None:
-    if monitor not in history or history[monitor].isna().all():
-        return None
-    return int(history[monitor].idxmin() if monitor == "val_loss" else history[monitor].idxmax())
-
-
-def _median(history, column: str) -> float | None:
-    return round(float(history[column].median()), 2) if column in history and history[column].notna().any() else None
-
-
-def _tensorboard_available() -> bool:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return TrainResult(out, card, written, expected)

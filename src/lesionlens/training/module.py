@@ -9,14 +9,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from lesionlens.config import TrainConfig
+from lesionlens.config import Monitor, TrainConfig, check_covers
 from lesionlens.data.images import Preprocessing
 from lesionlens.evaluation import metrics as M
-from lesionlens.inference import to_input
+from lesionlens.data.transforms import to_input
 from lesionlens.models.freeze import keep_frozen_norms_in_eval
 from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penalty
 
+# monitored validation metric -> whether larger ("max") or smaller ("min") is better
 MONITOR_MODE = {"val_balanced_accuracy": "max", "val_macro_auc": "max", "val_accuracy": "max", "val_loss": "min"}
+check_covers(MONITOR_MODE, Monitor, "monitored metric")
 
 
 class Classifier(L.LightningModule):

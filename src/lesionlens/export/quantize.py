@@ -16,6 +16,7 @@ import numpy as np
 
 from lesionlens.data.images import Preprocessing, normalize
 from lesionlens.decision import DecisionRule
+from lesionlens.export.check import CheckImages
 from lesionlens.digest import file_digest
 
 
@@ -44,7 +45,7 @@ def batch1_latency_ms(session, x: np.ndarray, repeats: int = 100) -> float:
     return float(np.median(times) * 1000)
 
 
-def quantize_bundle_model(fp32_path: Path, int8_path: Path, check, calibration, rule: DecisionRule,
+def quantize_bundle_model(fp32_path: Path, int8_path: Path, check: CheckImages, calibration: CheckImages, rule: DecisionRule,
                           pre: Preprocessing) -> dict:
     """Quantize ``fp32_path`` with ``calibration`` images; measure it against fp32 on ``check``."""
     import onnxruntime as ort

@@ -21,21 +21,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from lesionlens.bundle.card import Card, read_card
 from lesionlens.config import RunConfig, config_from_dict
+from lesionlens.data.labels import apply_view
+from lesionlens.data.load import read_table
+from lesionlens.models.heads import HEADS
 from lesionlens.models.profile import model_cost
-from lesionlens.models.registry import create_model, get_spec
+from lesionlens.models.registry import get_spec
 from lesionlens.models.weights import WeightsNotFound
+from lesionlens.training.estimate import estimate
+from lesionlens.training.fit import train
 from lesionlens.training.strategies import check_strategy
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "strategy", "head", "image_size", "status", "balanced_accuracy", "macro_auc", "melanoma_auc",
            "parameters", "gmacs", "train_minutes", "images_per_s", "estimated_minutes", "bundle", "reason"]
-FORWARD_BACKWARD = 3.0  # a training step costs about three forward passes
-OVERHEAD = 1.5  # data loading, validation each epoch, the final evaluation
-HEAD_BACKWARD = 1.2  # a frozen-backbone step: the forward pass plus the head's small backward pass
 
 
 @dataclass
@@ -62,38 +63,8 @@ def cell_config(base: RunConfig, cell: Cell, data: str) -> RunConfig:
     return cfg
 
 
-def seconds_per_image(cfg: RunConfig, batch: int = 8) -> float:
-    """Measured: one forward and backward pass of a batch at the run's input size, per image."""
-    model = create_model(cfg.model.name, 2, head=cfg.model.head, image_size=cfg.model.image_size).train()
-    x = torch.randn(batch, 3, cfg.model.image_size, cfg.model.image_size)
-    model(x).sum().backward()  # the first pass also allocates and picks kernels: not timed
-    started = time.perf_counter()
-    model(x).sum().backward()
-    return (time.perf_counter() - started) / batch
-
-
-def estimate_minutes(cfg: RunConfig, n_images: int) -> float:
-    """Training time from one timed forward + backward pass: all of it every epoch for full training,
-    the forward pass (and a small head) for a frozen backbone, in between for ``deep``, one forward
-    pass in all for ``features``; plus evaluation and loading."""
-    per_image = seconds_per_image(cfg)
-    forward = per_image / FORWARD_BACKWARD
-    if cfg.train.strategy == "features":
-        seconds = n_images * forward
-    elif cfg.train.strategy in ("baseline", "shallow"):  # no backward pass through the frozen backbone
-        seconds = n_images * forward * HEAD_BACKWARD * cfg.train.epochs
-    elif cfg.train.strategy == "deep":  # the backward pass reaches further down epoch by epoch
-        seconds = n_images * (forward + per_image) / 2 * cfg.train.epochs
-    else:
-        seconds = n_images * per_image * cfg.train.epochs
-    return seconds * OVERHEAD / 60
-
-
 def data_size(base: RunConfig, data: str) -> tuple[int, int]:
     """How many images a run will train on (its data less the validation share), and the classes."""
-    from lesionlens.data.labels import apply_view
-    from lesionlens.data.load import read_table
-
     table = apply_view(read_table(data, base.data.format, base.data.images, base.data.group_column), base.data.labels)
     return max(1, round(len(table) * (1 - base.data.val_fraction - base.data.test_fraction))), len(table.classes)
 
@@ -103,9 +74,9 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
     """Run the grid (``heads``: top models, default ``base.model.head`` alone); returns the
     leaderboard rows (also written to ``out``). A cell whose bundle is already in ``out`` is read
     back, not trained again."""
-    from lesionlens.bundle import read_card
-    from lesionlens.training.fit import train
-
+    unknown = [h for h in heads or [] if h not in HEADS]
+    if unknown:
+        raise ValueError(f"unknown top model {', '.join(unknown)} in --head; choose from {', '.join(HEADS)}")
     n_images, n_classes = data_size(base, data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,21 +98,21 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
                 raise ValueError(unloadable[cell.model])
             cost = model_cost(cell.model, n_classes, cell.image_size, head=cfg.model.head)
             row.update(parameters=cost.parameters, gmacs=round(cost.macs / 1e9, 3))
-            estimate = estimate_minutes(cfg, n_images)
+            minutes = estimate(cfg, n_images, cell.image_size).minutes
         except ValueError as e:
             row.update(status="skipped", reason=str(e))
             continue
         left = (deadline - time.monotonic()) / 60
-        row["estimated_minutes"] = round(estimate, 2)
-        if estimate > left:
-            row.update(status="skipped", reason=f"needs about {estimate:.1f} min; {max(left, 0):.1f} min of the budget left")
+        row["estimated_minutes"] = round(minutes, 2)
+        if minutes > left:
+            row.update(status="skipped", reason=f"needs about {minutes:.1f} min; {max(left, 0):.1f} min of the budget left")
             continue
         bundle = out / cell.name
         if (bundle / "card.json").is_file():
-            row.update(status="trained", bundle=str(bundle), reason="from an earlier explore", **scores(read_card(bundle).data))
+            row.update(status="trained", bundle=str(bundle), reason="from an earlier explore", **scores(read_card(bundle)))
             split = split or bundle / "split.csv"
             continue
-        log.info("explore: %s (about %.1f min, %.1f left)", cell.name, estimate, left)
+        log.info("explore: %s (about %.1f min, %.1f left)", cell.name, minutes, left)
         # a run that takes longer than estimated stops at the deadline, keeping its best epoch
         cfg.train.max_minutes = min(cfg.train.max_minutes or left, left)
         try:
@@ -159,15 +130,28 @@ def explore(base: RunConfig, data: str, out: Path, models: list[str], strategies
     return rows
 
 
-def scores(card: dict) -> dict:
+def names(text: str) -> list[str]:
+    """A comma-separated list from the command line."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def leaderboard_lines(rows: list[dict]) -> list[str]:
+    """The leaderboard as a plain-text table."""
+    lines = [f"{'model':<20}{'strategy':<10}{'head':<7}{'size':>5}{'bal.acc':>9}{'AUC':>7}  status"]
+    for r in rows:
+        acc = "" if r.get("balanced_accuracy") is None else f"{r['balanced_accuracy']:.3f}"
+        auc = "" if r.get("macro_auc") is None else f"{r['macro_auc']:.3f}"
+        lines.append(f"{r['model']:<20}{r['strategy']:<10}{r['head']:<7}{r['image_size']:>5}{acc:>9}{auc:>7}  "
+                     f"{r['status']}" + (f": {r['reason']}" if r.get("reason") else ""))
+    return lines
+
+
+def scores(card: Card) -> dict:
     """A trained run's leaderboard figures, from its card."""
-    v, t = card["validation"], card["training"]
-    melanoma = v.get("binary", {}).get("melanoma", {}).get("auc")
-    if melanoma is None:
-        melanoma = v.get("per_class", {}).get("mel", {}).get("auc")
-    return {"balanced_accuracy": _round(v["balanced_accuracy"]), "macro_auc": _round(v["macro_auc"]),
-            "melanoma_auc": _round(melanoma), "train_minutes": round(t["fit_time_s"] / 60, 2),
-            "images_per_s": t["train_images_per_s"], "parameters": card["model"]["parameters"]}
+    v, t = card.validation, card.training
+    return {"balanced_accuracy": _round(v.balanced_accuracy), "macro_auc": _round(v.macro_auc),
+            "melanoma_auc": _round(v.melanoma_auc), "train_minutes": round(t.fit_time_s / 60, 2),
+            "images_per_s": t.train_images_per_s, "parameters": card.model.parameters}
 
 
 def _cell(column: str, value) -> str:

@@ -1,0 +1,51 @@
+"""The ``lesionlens`` command: thin subcommands that parse arguments, call one library function
+and print the result object it returns (summaries are formatted by the library).
+
+    lesionlens train | explore | models | config | demo-data     lesionlens.cli.train
+    lesionlens evaluate | report | calibrate                     lesionlens.cli.evaluate
+    lesionlens predict                                           lesionlens.cli.predict
+    lesionlens export | serve                                    lesionlens.cli.serve
+
+Training flags are derived from the typed configuration (:mod:`lesionlens.cli.options`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from lesionlens import __version__
+from lesionlens.cli import evaluate, predict, serve, train
+
+COMMAND_GROUPS = (train, evaluate, predict, serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lesionlens",
+        description="Train, evaluate and use image classifiers for skin-lesion (and any other) images.",
+        epilog="Run `lesionlens COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"lesionlens {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debugging detail")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return args.run(args)
+    except ImportError as e:
+        print(f"error: {e}. `lesionlens {args.command}` needs the {args.extra} extra: "
+              f"pip install 'lesionlens[{args.extra}]'", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2

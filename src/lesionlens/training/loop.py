@@ -1,0 +1,135 @@
+"""The gradient-training loop on Lightning: loaders, the Trainer and its callbacks, and the fit that
+returns the best epoch's network.
+
+    cached uint8 images -> loaders (augmentation, optional balanced sampler) -> Classifier
+        -> Trainer (best and last checkpoints, CSV / TensorBoard logs, learning curves,
+           gradual unfreezing, early stopping) -> the kept epoch's weights
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from lesionlens.config import RunConfig
+from lesionlens.data.dataset import CachedImages, balanced_sampler, class_weights
+from lesionlens.data.images import Preprocessing
+from lesionlens.data.load import PreparedData
+from lesionlens.data.transforms import train_transform
+from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume
+from lesionlens.training.module import MONITOR_MODE, Classifier
+from lesionlens.training.progress import EpochReport
+from lesionlens.training.strategies import FreezePlan, GradualUnfreezing
+
+
+def fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezePlan, pre: Preprocessing,
+                data: PreparedData, targets: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+                resume: bool, progress: bool) -> tuple[torch.nn.Module, dict]:
+    """Gradient training on Lightning; returns the best epoch's model and what the card says of the run."""
+    classes = data.table.classes
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, val_loader = build_loaders(cfg, pre, data, targets, train_rows, val_rows)
+    weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights)
+    prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
+    module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior,
+                        optimized=plan.optimized(), lr_scale=plan.lr_scale())
+    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, plan)
+    last_ckpt = out / "checkpoints" / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
+
+    # With data.train_on_val the validation images are training images: no epoch is chosen on them.
+    best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
+    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    history = epoch_table(out / "logs")
+    kept = int(history.index[-1]) if cfg.data.train_on_val else _best_epoch(history, cfg.train.monitor)
+    run = {
+        "epochs_run": int(trainer.current_epoch),
+        "best_epoch": kept,
+        "best_score": (float(checkpoint.best_model_score)
+                       if checkpoint.best_model_score is not None and not cfg.data.train_on_val else None),
+        "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
+        "train_images_per_s": _median(history, "train_images_per_s"),
+    }
+    return module.model.cpu().eval(), run
+
+
+def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
+                  progress: bool, plan: FreezePlan | None = None) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Lightning Trainer with the best-epoch checkpoint, learning curves, CSV (and TensorBoard)
+    logs, optional early stopping and a one-line-per-epoch report."""
+    mode = MONITOR_MODE[cfg.train.monitor]
+    checkpoint = ModelCheckpoint(out / "checkpoints", filename="best", monitor=cfg.train.monitor, mode=mode,
+                                 save_top_k=1, enable_version_counter=False)
+    # Lightning's save_last rewrites last.ckpt only in epochs that improve the monitored metric, so
+    # --resume would go back to the best epoch; this second callback writes it after every epoch.
+    every_epoch = ModelCheckpoint(out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                                  enable_version_counter=False)
+    callbacks = [checkpoint, every_epoch, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
+    if plan is not None:
+        callbacks.append(GradualUnfreezing(plan))
+    if progress:
+        callbacks.append(EpochReport())
+    if cfg.train.patience is not None:
+        callbacks.append(EarlyStopping(cfg.train.monitor, mode=mode, patience=cfg.train.patience))
+    last_ckpt = out / "checkpoints" / "last.ckpt"
+    if resume:
+        keep_log_for_resume(out / "logs", torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
+    loggers = [CSVLogger(out, name="", version="logs")]
+    if _tensorboard_available():
+        loggers.append(TensorBoardLogger(out / "logs", name="", version="tensorboard"))
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs,
+        max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
+        accelerator="auto", devices=1, precision="16-mixed" if torch.cuda.is_available() else "32-true",
+        callbacks=callbacks, logger=loggers, log_every_n_steps=min(10, steps_per_epoch),
+        enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return trainer, checkpoint
+
+
+def build_loaders(cfg: RunConfig, pre: Preprocessing, data: PreparedData, targets: np.ndarray,
+                  train_rows: np.ndarray, val_rows: np.ndarray) -> tuple[DataLoader, DataLoader]:
+    cache_rows = data.table.frame["cache_row"].to_numpy()
+    train_ds = CachedImages(data.images.array, cache_rows[train_rows], targets[train_rows],
+                            train_transform(cfg.augment))
+    val_ds = CachedImages(data.images.array, cache_rows[val_rows], targets[val_rows], lambda x: x)
+    sampler = balanced_sampler(targets[train_rows], cfg.train.seed) if cfg.train.sampler == "balanced" else None
+    workers = cfg.data.num_workers
+    if workers is None:
+        workers = min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
+    train_loader = DataLoader(
+        train_ds, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
+        num_workers=workers, persistent_workers=workers > 0, drop_last=len(train_ds) > cfg.train.batch_size,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+    )
+    val_loader = DataLoader(val_ds, batch_size=2 * cfg.train.batch_size, shuffle=False, num_workers=0)
+    return train_loader, val_loader
+
+
+def _best_epoch(history, monitor: str) -> int | None:
+    if monitor not in history or history[monitor].isna().all():
+        return None
+    return int(history[monitor].idxmin() if monitor == "val_loss" else history[monitor].idxmax())
+
+
+def _median(history, column: str) -> float | None:
+    return round(float(history[column].median()), 2) if column in history and history[column].notna().any() else None
+
+
+def _tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True

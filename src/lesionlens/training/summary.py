@@ -1,0 +1,43 @@
+"""What ``lesionlens train`` says when a run ends, formatted from its result."""
+
+from __future__ import annotations
+
+from lesionlens.evaluation.summary import evaluation_lines, rule_lines
+from lesionlens.training.fit import TrainResult
+
+
+def training_summary(result: TrainResult) -> str:
+    card, out = result.card, result.bundle
+    lines = [
+        "",
+        f"Bundle written to {out}/",
+        f"  {card.architecture} at {card.preprocessing.image_size}px, classes {card.classes}",
+        run_line(result),
+        "",
+        *evaluation_lines(result.evaluation),
+        *rule_lines(card),
+        "",
+        "Files:",
+        f"  {out / 'card.json'}  (model card)",
+        f"  {out / 'evaluation'}/  (metrics.json with 95% intervals; ROC, precision-recall, confusion matrix,",
+        "      reliability diagram, top losses, most-confused pairs)",
+        *([f"  {curves}"] if (curves := card.file("learning_curves")) else []),
+        "Next:",
+        f"  lesionlens evaluate {out} --data OTHER_DATA --report",
+        f"  lesionlens predict {out} IMAGE_OR_FOLDER",
+    ]
+    return "\n".join(lines)
+
+
+def run_line(result: TrainResult) -> str:
+    """How long the run took, against its estimate, and which epoch it kept."""
+    card, t = result.card, result.card.training
+    expected = f"; estimated {result.estimate.minutes:.0f} min" if result.estimate else ""
+    if t.strategy == "features":
+        return (f"  strategy features: {card.model.features_classifier['kind']} fitted on frozen "
+                f"embeddings in {t.fit_time_s:.0f} s ({t.train_images_per_s} images/s){expected}")
+    kept = (f"last epoch kept ({t.best_epoch}); the validation images were trained on too, so the figures "
+            f"below are not held out" if card.validation.seen_in_training
+            else f"best epoch {t.best_epoch} by {t.monitor}")
+    return (f"  strategy {t.strategy}: trained {t.epochs_run} epochs in {t.fit_time_s / 60:.1f} min "
+            f"({t.train_images_per_s} images/s{expected}); {kept}")
