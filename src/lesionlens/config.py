@@ -174,6 +174,9 @@ class TrainConfig:
     min_lr_ratio: float = option(0.01, "cosine floor, as a fraction of lr", cli=False)
     plateau_patience: int = option(2, "plateau: epochs without improvement before the rate drops", cli=False)
     label_smoothing: float = option(0.0, "share of each target spread over the other classes")
+    # Off in the default recipe: AdamW with a warm-up already keeps the first steps small. Clipping
+    # helps with higher learning rates, SGD, or a loss that spikes on a bad batch.
+    gradient_clip: float | None = option(None, "rescale the gradients when their global L2 norm exceeds this")
     # HAM10000 is 72% nevi and balanced accuracy is the ranking metric: square-root class weights
     # keep the gradients of rare classes moderate, and logit adjustment with tau 0.5 supplies the
     # rest of the class-balanced decision (together they balance the prior fully).

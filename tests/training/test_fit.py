@@ -205,3 +205,14 @@ def test_a_split_file_written_from_a_relative_data_path_reads_back_anywhere(trai
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
     monkeypatch.chdir(tmp_path)
     train(_cfg(out / "split.csv", epochs=1), tmp_path / "again", progress=False)
+
+
+def test_gradient_clipping_reaches_the_trainer(trained, tmp_path):
+    from lesionlens.training.loop import build_trainer
+
+    root, _, _ = trained
+    assert build_trainer(_cfg(root), tmp_path, 4, False, False)[0].gradient_clip_val is None  # off by default
+    clipped, _ = build_trainer(_cfg(root, gradient_clip=0.5), tmp_path, 4, False, False)
+    assert clipped.gradient_clip_val == 0.5 and clipped.gradient_clip_algorithm == "norm"
+    result = train(_cfg(root, gradient_clip=0.5), tmp_path / "r", progress=False)
+    assert result.card.training.config["train"]["gradient_clip"] == 0.5

@@ -92,6 +92,7 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
         max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
         accelerator="auto", devices=1, precision="16-mixed" if torch.cuda.is_available() else "32-true",
         callbacks=callbacks, logger=loggers, log_every_n_steps=min(10, steps_per_epoch),
+        gradient_clip_val=cfg.train.gradient_clip, gradient_clip_algorithm="norm",
         enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
         num_sanity_val_steps=0,
     )
