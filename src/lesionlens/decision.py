@@ -77,7 +77,7 @@ class DecisionRule:
 
     def describe(self) -> list[str]:
         """In words: how the probabilities are made, then how each view decides."""
-        lines = [f"probabilities calibrated with temperature {self.temperature:g}" if self.temperature != 1.0
+        lines = [f"probabilities calibrated with temperature {self.temperature:.3g}" if self.temperature != 1.0
                  else "probabilities are the plain softmax (no calibration in the card; `lesionlens calibrate` fits one)"]
         points = {p.view: p for p in self.operating_points}
         for view in self.views:

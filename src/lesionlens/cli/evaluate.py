@@ -34,7 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a bundle on any labelled data: metrics.json (accuracy, balanced accuracy, "
                     "per-class sensitivity/specificity/PPV/NPV, one-vs-rest and macro AUC with grades, "
                     "malignant and melanoma views at the bundle's operating points, the ISIC challenge "
-                    "metric set, 95%% bootstrap intervals, calibration) plus figures: ROC, precision-recall, "
+                    "metric set, 95% bootstrap intervals, calibration) plus figures: ROC, precision-recall, "
                     "confusion matrix, reliability diagram, top losses, most-confused pairs.",
     )
     p.add_argument("bundle", type=Path, help="folder written by `lesionlens train`")
