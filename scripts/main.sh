@@ -2,8 +2,8 @@
 # README command 1: set up .venv if needed, then train and evaluate the default recipe.
 #
 # With ../shared/data/ham10000 present (override with LESIONLENS_SHARED=/path/to/shared): an
-# ImageNet-pretrained EfficientNet-Lite0 fine-tuned on the 5,984 HAM10000 images (16-18 minutes of
-# training on 2 CPU cores), evaluated on its validation split and, as external data, on the ISIC 2017 test set.
+# ImageNet-pretrained EfficientNet-Lite0 fine-tuned on the 5,984 HAM10000 images (12-18 minutes of
+# training on 2 CPU cores, by machine), evaluated on its validation split and, as external data, on the ISIC 2017 test set.
 # Without it: a small built-in synthetic data set, so that every step still runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
