@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,41 @@ def exported_bundle(tmp_path_factory) -> Path:
 def bundle_copy(exported_bundle, tmp_path) -> Path:
     """A copy to change (card, files) without touching the session's bundle."""
     return Path(shutil.copytree(exported_bundle, tmp_path / "bundle"))
+
+
+# The case store on PostgreSQL: tests read the server's URL from LESIONLENS_TEST_POSTGRES
+# (`scripts/postgres.sh` starts one and prints it); each test gets a fresh database, dropped
+# afterwards. Where the variable is unset they skip, unless LESIONLENS_REQUIRE_POSTGRES=1 (CI).
+POSTGRES = os.environ.get("LESIONLENS_TEST_POSTGRES")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    if not POSTGRES:
+        if os.environ.get("LESIONLENS_REQUIRE_POSTGRES") == "1":
+            pytest.fail("LESIONLENS_REQUIRE_POSTGRES=1 but LESIONLENS_TEST_POSTGRES is not set")
+        pytest.skip("no PostgreSQL server: export LESIONLENS_TEST_POSTGRES=$(scripts/postgres.sh)")
+    return POSTGRES
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the test server."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"lesionlens_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "cases.sqlite")
+    return request.getfixturevalue("postgres_url")

@@ -42,6 +42,14 @@ Monitor = Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val
 Split = Literal["auto", "train", "val", "test", "all"]
 # How an operating point is chosen on validation data (lesionlens.evaluation.operating).
 Criterion = Literal["sensitivity", "specificity", "youden"]
+# The case store's metadata vocabularies: HAM10000's ``sex``, ``localization`` and ``dx_type``
+# columns (the last as how a label was established), plus "single_reader" for one reader's opinion.
+Sex = Literal["male", "female", "unknown"]
+BodySite = Literal["abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
+                   "lower extremity", "neck", "scalp", "trunk", "upper extremity", "unknown"]
+LabelSource = Literal["histo", "confocal", "follow_up", "consensus", "single_reader"]
+# What a server token may do; each role includes the ones before it (lesionlens.serving.auth).
+Role = Literal["submit", "label", "admin"]
 
 
 def choices(alias: Any) -> tuple[str, ...]:

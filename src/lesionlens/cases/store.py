@@ -1,0 +1,360 @@
+"""The case store: cases with their images, predictions, metadata and labels, in one database.
+
+    store = CaseStore.open("cases.sqlite")            # or "postgresql+psycopg://host/db", images=DIR
+    stored = store.add(image, metadata, prediction)     # idempotent per request_id
+    store.add_label(stored.id, "mel", "histo", reader="dr_a")
+
+An image file is written (durably) before the row that points at it is committed, and a case is
+acknowledged only after that commit: a crash loses no acknowledged case and leaves no row without
+its image, only, at worst, an orphan file that :meth:`CaseStore.check` reports and
+:meth:`CaseStore.collect_orphans` deletes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from lesionlens.cases import schema
+from lesionlens.cases.db import StoreError, database_url, migrate, open_engine, redacted
+from lesionlens.cases.images import SUFFIX, CleanImage, ImageFiles
+from lesionlens.cases.labels import Label, Settlement, settle
+from lesionlens.config import LabelSource, Role, choices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaseMetadata:
+    """What a client may send with a photo; every field is optional (checked by the API schema)."""
+
+    request_id: str | None = None
+    age: int | None = None
+    sex: str | None = None
+    site: str | None = None
+    patient_id: str | None = None
+    lesion_id: str | None = None
+    consent_research: bool = False
+    consent_version: str | None = None
+    device: str | None = None
+    app_version: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    id: str
+    created: bool  # False when the request_id was seen before and the stored case is returned
+    response: dict  # the prediction as first answered
+
+
+@dataclass
+class CaseRecord:
+    """One case with its settled label: what exports, the study view, the queue and checks read."""
+
+    id: str
+    created_at: datetime
+    origin: str
+    image: str  # the stored file's name (sha256 + suffix)
+    width: int
+    height: int
+    metadata: CaseMetadata
+    partition: str | None
+    model_version: str
+    top_class: str
+    probabilities: dict[str, float]
+    decision: dict
+    quality: list
+    settlement: Settlement = field(repr=False)
+
+
+@dataclass
+class StoreCheck:
+    """The outcome of :meth:`CaseStore.check`; ``ok`` when nothing is wrong (orphans are not wrong:
+    they are what a crash leaves, and are collected)."""
+
+    database: str  # "ok" or what the database's own check said
+    missing_images: list[str]  # case ids whose image file is absent
+    damaged_images: list[str]  # case ids whose file does not match its hash
+    orphan_images: list[str]  # files no case points at
+    temporary_files: int
+
+    @property
+    def ok(self) -> bool:
+        return self.database == "ok" and not self.missing_images and not self.damaged_images
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"ok": self.ok}
+
+
+class CaseStore:
+    def __init__(self, url: str, images: str | Path):
+        self.url = url
+        self.engine = open_engine(url)
+        migrate(self.engine)
+        self.images = ImageFiles(images)
+
+    @classmethod
+    def open(cls, db: str | Path, images: str | Path | None = None) -> "CaseStore":
+        """``db`` is a SQLite path or a database URL; images default to ``<db>.images`` beside a
+        SQLite file and must be given for a server database."""
+        url = database_url(db)
+        if images is None:
+            parsed = make_url(url)
+            if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+                raise StoreError(f"{redacted(url)}: say where the case images go (--case-images DIR)")
+            images = Path(parsed.database + ".images")
+        return cls(url, images)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def describe(self) -> str:
+        return f"{redacted(self.url)} (images in {self.images.root})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- cases ------------------------------------------------------------------------------------
+
+    def add(self, image: CleanImage, metadata: CaseMetadata, prediction: dict, origin: str = "cases",
+            quality: list | None = None, latency_ms: float = 0.0) -> StoredCase:
+        """Keep one case; with a ``request_id`` seen before, return that case and store nothing."""
+        if metadata.request_id is not None:
+            known = self.find_request(metadata.request_id)
+            if known is not None:
+                return known
+        self.images.put(image)  # durable before the row that points at it
+        case_id = uuid.uuid4().hex
+        row = asdict(metadata) | {
+            "id": case_id, "created_at": _now(), "origin": origin, "image_sha256": image.sha256,
+            "image_format": image.format, "width": image.width, "height": image.height,
+            "model_name": prediction["model"]["name"], "model_version": prediction["model"]["version"],
+            "top_class": prediction["top_class"], "probabilities": prediction["probabilities"],
+            "decision": prediction["decision"], "latency_ms": latency_ms, "quality": quality or [],
+            "response": prediction,
+        }
+        try:
+            with self.engine.begin() as c:
+                c.execute(insert(schema.cases).values(**row))
+        except IntegrityError:
+            if metadata.request_id is None:
+                raise
+            known = self.find_request(metadata.request_id)  # a concurrent retry won the race
+            if known is None:
+                raise
+            return known
+        return StoredCase(case_id, True, prediction)
+
+    def find_request(self, request_id: str) -> StoredCase | None:
+        with self.engine.connect() as c:
+            row = c.execute(select(schema.cases.c.id, schema.cases.c.response)
+                            .where(schema.cases.c.request_id == request_id)).first()
+        return None if row is None else StoredCase(row.id, False, row.response)
+
+    def count(self) -> int:
+        with self.engine.connect() as c:
+            return c.execute(select(func.count()).select_from(schema.cases)).scalar_one()
+
+    def exists(self, case_id: str) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(select(schema.cases.c.id).where(schema.cases.c.id == case_id)).first() is not None
+
+    def image_path(self, case_id: str) -> Path | None:
+        with self.engine.connect() as c:
+            row = c.execute(select(schema.cases.c.image_sha256, schema.cases.c.image_format)
+                            .where(schema.cases.c.id == case_id)).first()
+        return None if row is None else self.images.path(_image_name(row.image_sha256, row.image_format))
+
+    def records(self, case_ids: list[str] | None = None) -> list[CaseRecord]:
+        """Cases (all, or those named) with their labels settled, oldest first."""
+        query = select(schema.cases).order_by(schema.cases.c.created_at, schema.cases.c.id)
+        label_query = select(schema.labels)
+        adjudication_query = select(schema.adjudications)
+        if case_ids is not None:
+            query = query.where(schema.cases.c.id.in_(case_ids))
+            label_query = label_query.where(schema.labels.c.case_id.in_(case_ids))
+            adjudication_query = adjudication_query.where(schema.adjudications.c.case_id.in_(case_ids))
+        with self.engine.connect() as c:
+            rows = c.execute(query).all()
+            labels = _by_case(Label(r.id, r.case_id, r.label, r.source, r.reader, _utc(r.created_at), r.note)
+                              for r in c.execute(label_query))
+            adjudications = _by_case(Label(r.id, r.case_id, r.label, r.source, r.adjudicator, _utc(r.created_at), r.note)
+                                     for r in c.execute(adjudication_query))
+        fields = CaseMetadata.__dataclass_fields__
+        return [CaseRecord(
+            id=r.id, created_at=_utc(r.created_at), origin=r.origin, image=_image_name(r.image_sha256, r.image_format),
+            width=r.width, height=r.height, metadata=CaseMetadata(**{k: getattr(r, k) for k in fields}),
+            partition=r.partition, model_version=r.model_version, top_class=r.top_class,
+            probabilities=r.probabilities, decision=r.decision, quality=r.quality,
+            settlement=settle(labels.get(r.id, ()), adjudications.get(r.id, ())),
+        ) for r in rows]
+
+    def record(self, case_id: str) -> CaseRecord | None:
+        found = self.records([case_id])
+        return found[0] if found else None
+
+    def set_partition(self, case_ids: list[str], partition: str | None) -> int:
+        if partition not in ("train", "val", "test", None):
+            raise StoreError(f"unknown partition {partition!r}; use train, val or test")
+        with self.engine.begin() as c:
+            return c.execute(update(schema.cases).where(schema.cases.c.id.in_(case_ids))
+                             .values(partition=partition)).rowcount
+
+    def erase(self, case_id: str, by: str) -> bool:
+        """Remove a case, its labels and (unless another case has the same photo) its image; keep
+        only the fact that case ``case_id`` was erased, when, and by whom."""
+        with self.engine.begin() as c:
+            row = c.execute(select(schema.cases.c.image_sha256, schema.cases.c.image_format)
+                            .where(schema.cases.c.id == case_id)).first()
+            if row is None:
+                return False
+            c.execute(delete(schema.labels).where(schema.labels.c.case_id == case_id))
+            c.execute(delete(schema.adjudications).where(schema.adjudications.c.case_id == case_id))
+            c.execute(delete(schema.cases).where(schema.cases.c.id == case_id))
+            c.execute(insert(schema.erasures).values(case_id=case_id, erased_at=_now(), by=by))
+            shared = c.execute(select(func.count()).select_from(schema.cases)
+                               .where(schema.cases.c.image_sha256 == row.image_sha256)).scalar_one()
+        if not shared:
+            self.images.remove(_image_name(row.image_sha256, row.image_format))
+        log.info("case %s erased by %s", case_id, by)
+        return True
+
+    # -- labels -----------------------------------------------------------------------------------
+
+    def add_label(self, case_id: str, label: str, source: str, reader: str, note: str | None = None) -> int:
+        return self._append(schema.labels, case_id, label, source, note, reader=reader)
+
+    def adjudicate(self, case_id: str, label: str, source: str, adjudicator: str, note: str | None = None) -> int:
+        return self._append(schema.adjudications, case_id, label, source, note, adjudicator=adjudicator)
+
+    def _append(self, table, case_id: str, label: str, source: str, note: str | None, **who: str) -> int:
+        if source not in choices(LabelSource):
+            raise StoreError(f"unknown label source {source!r}; use one of {', '.join(choices(LabelSource))}")
+        try:
+            with self.engine.begin() as c:
+                result = c.execute(insert(table).values(case_id=case_id, label=label, source=source, note=note,
+                                                        created_at=_now(), **who))
+                return result.inserted_primary_key[0]
+        except IntegrityError as e:
+            raise StoreError(f"no case {case_id}") from e
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    def add_token(self, name: str, role: str) -> str:
+        """A new secret token for ``name`` with ``role``; only its hash is stored, so this is the
+        only time it can be read."""
+        if role not in choices(Role):
+            raise StoreError(f"unknown role {role!r}; use one of {', '.join(choices(Role))}")
+        secret = secrets.token_urlsafe(32)
+        try:
+            with self.engine.begin() as c:
+                c.execute(insert(schema.tokens).values(name=name, role=role, token_sha256=token_hash(secret),
+                                                       created_at=_now()))
+        except IntegrityError as e:
+            raise StoreError(f"a token named {name!r} exists; revoke it first") from e
+        return secret
+
+    def revoke_token(self, name: str) -> bool:
+        with self.engine.begin() as c:
+            return c.execute(update(schema.tokens).where(schema.tokens.c.name == name,
+                                                         schema.tokens.c.revoked_at.is_(None))
+                             .values(revoked_at=_now())).rowcount > 0
+
+    def tokens(self) -> list[dict]:
+        with self.engine.connect() as c:
+            return [{"name": r.name, "role": r.role, "created_at": _utc(r.created_at).isoformat(),
+                     "revoked": r.revoked_at is not None}
+                    for r in c.execute(select(schema.tokens).order_by(schema.tokens.c.id))]
+
+    def token_owner(self, secret: str) -> tuple[str, str] | None:
+        """(name, role) of a live token, looked up by its hash (so the secret is never compared
+        character by character)."""
+        digest = token_hash(secret)
+        with self.engine.connect() as c:
+            row = c.execute(select(schema.tokens.c.name, schema.tokens.c.role, schema.tokens.c.token_sha256)
+                            .where(schema.tokens.c.token_sha256 == digest,
+                                   schema.tokens.c.revoked_at.is_(None))).first()
+        if row is None or not secrets.compare_digest(row.token_sha256, digest):
+            return None
+        return row.name, row.role
+
+    def has_tokens(self) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(select(schema.tokens.c.id).where(schema.tokens.c.revoked_at.is_(None))).first() is not None
+
+    # -- integrity --------------------------------------------------------------------------------
+
+    def check(self, verify_hashes: bool = True) -> StoreCheck:
+        """The database's own integrity check, every case's image present (and matching its hash),
+        and the files no case points at."""
+        with self.engine.connect() as c:
+            if self.is_sqlite:
+                result = [r[0] for r in c.execute(text("PRAGMA integrity_check"))]
+                fk = c.execute(text("PRAGMA foreign_key_check")).all()
+                database = "ok" if result == ["ok"] and not fk else "; ".join(result + [f"foreign key: {r}" for r in fk])
+            else:
+                orphans = c.execute(text("SELECT count(*) FROM labels l LEFT JOIN cases c ON c.id = l.case_id "
+                                         "WHERE c.id IS NULL")).scalar_one()
+                database = "ok" if not orphans else f"{orphans} labels without a case"
+            rows = c.execute(select(schema.cases.c.id, schema.cases.c.image_sha256, schema.cases.c.image_format)).all()
+        referenced = set()
+        missing, damaged = [], []
+        for r in rows:
+            name = _image_name(r.image_sha256, r.image_format)
+            referenced.add(name)
+            path = self.images.path(name)
+            if not path.is_file():
+                missing.append(r.id)
+            elif verify_hashes and hashlib.sha256(path.read_bytes()).hexdigest() != r.image_sha256:
+                damaged.append(r.id)
+        orphans = sorted(set(self.images.names()) - referenced)
+        return StoreCheck(database, missing, damaged, orphans, sum(1 for _ in self.images.temporary_files()))
+
+    def collect_orphans(self, older_than_s: float = 600.0) -> list[str]:
+        """Delete image files no case points at (and half-written temporary files), if older than
+        ``older_than_s`` seconds, so that a submission between its file and its row is left alone."""
+        cutoff = time.time() - older_than_s
+        removed = []
+        for name in self.check(verify_hashes=False).orphan_images:
+            path = self.images.path(name)
+            if path.stat().st_mtime <= cutoff and self.images.remove(name):
+                removed.append(name)
+        for tmp in list(self.images.temporary_files()):
+            if tmp.stat().st_mtime <= cutoff:
+                tmp.unlink(missing_ok=True)
+        return removed
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _image_name(sha256: str, fmt: str) -> str:
+    return sha256 + SUFFIX[fmt]
+
+
+def _by_case(labels) -> dict[str, list[Label]]:
+    out: dict[str, list[Label]] = {}
+    for lab in labels:
+        out.setdefault(lab.case_id, []).append(lab)
+    return out
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time stored here is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
