@@ -1,5 +1,6 @@
-"""Start `lesionlens serve BUNDLE` and check one real prediction over HTTP; standard library only,
-so it runs in the serve-only environment (scripts/check_serve_install.sh).
+"""Start `lesionlens serve BUNDLE` and check one real prediction over HTTP, then a server with a case
+store (`--db`, whose migrations ship as package data) and one submitted case; standard library
+only, so it runs in the serve-only environment (scripts/check_serve_install.sh).
 
     python scripts/serve_smoke.py BUNDLE IMAGE
 """
@@ -8,16 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from pathlib import Path
 
 
-def _multipart(path: Path) -> tuple[bytes, str]:
+def _multipart(path: Path, fields: dict[str, str] | None = None) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+                    for k, v in (fields or {}).items())
+    body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+             f"Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -29,13 +34,19 @@ def main(bundle: str, image: str) -> int:
 
     try:
         with server_process(bundle) as (base, _):
-            return _check(base, image)
+            _check(base, image)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = str(Path(tmp) / "cases.sqlite")
+            with server_process(bundle, "--db", db) as (base, _):
+                _check_cases(base, image)
+            subprocess.run([sys.executable, "-m", "lesionlens.cli", "cases", "check", "--db", db], check=True)
+        return 0
     except ServerStartError as e:
         print(e, file=sys.stderr)
         return 1
 
 
-def _check(base: str, image: str) -> int:
+def _check(base: str, image: str) -> None:
     with urllib.request.urlopen(f"{base}/", timeout=10) as r:  # the page ships as package data
         assert "not a diagnosis" in r.read().decode().lower(), "the web page is missing"
     body, content_type = _multipart(Path(image))
@@ -47,7 +58,16 @@ def _check(base: str, image: str) -> int:
     assert answer["heatmap"]["png_base64"], "no heatmap"
     print(f"serve-only install OK: {Path(image).name} -> {answer['top_class']} "
           f"({answer['top_probability']:.3f}) with {answer['model']['runtime']}, no torch")
-    return 0
+
+
+def _check_cases(base: str, image: str) -> None:
+    body, content_type = _multipart(Path(image), {"request_id": "smoke-1", "consent_research": "true", "site": "back"})
+    request = urllib.request.Request(f"{base}/v1/cases", body, {"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        answer = json.load(r)
+    assert answer["created"] and len(answer["case_id"]) == 32, answer
+    print(f"case store OK (SQLite, migrated from package data): case {answer['case_id']}, "
+          f"quality problems {[q['code'] for q in answer['quality']]}")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,29 @@ def test_format_is_recognised_by_content_not_name():
     with pytest.raises(ApiError) as e:
         decode_upload(io.BytesIO(png).read()[:60], PRE, 10**6)
     assert e.value.status == 422
+
+
+def test_corpus_against_the_case_store_stores_only_the_good_images(exported_bundle, tmp_path):
+    """The same corpus sent to POST /v1/cases (and to /v1/predict with --store-predictions): the
+    same answers, every stored image clean and upright, nothing stored for a refused upload."""
+    from lesionlens.cases.store import CaseStore
+
+    cases = corpus()
+    db = str(tmp_path / "cases.sqlite")
+    statuses = Counter()
+    settings = ServeSettings(db=db, store_predictions=True)
+    with TestClient(create_app(exported_bundle, settings), raise_server_exceptions=False) as client:
+        for i, case in enumerate(cases):
+            url = "/v1/cases" if i % 2 else "/v1/predict"
+            r = client.post(url, files={"file": (case.filename, case.data, "image/jpeg")},
+                            data={"request_id": f"hostile-{i}"} if i % 2 else None)
+            check_answer(case, r.status_code, r.json())
+            statuses[r.status_code] += 1
+        assert client.get("/healthz").status_code == 200
+    assert not any(s >= 500 for s in statuses), statuses
+    store = CaseStore.open(db)
+    assert store.count() == statuses[200]
+    assert store.check().ok and store.check().orphan_images == []
+    for record in store.records():
+        with Image.open(store.images.path(record.image)) as img:
+            assert not img.getexif().get(0x0112) and (img.width, img.height) == (record.width, record.height)

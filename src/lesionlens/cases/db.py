@@ -9,6 +9,7 @@ machine, and readers (the labelling page) never wait for the writer.
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 
@@ -84,5 +85,6 @@ def migrate(engine: Engine) -> None:
     """Bring the database to the newest schema (creating it when empty); a no-op when it is there."""
     if current_revision(engine) == head_revision():
         return
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # not "Context impl SQLiteImpl." on every start
     with engine.begin() as connection:
         command.upgrade(_config(connection), "head")

@@ -145,5 +145,19 @@ def study_tables(records: list[CaseRecord], classes: list[str]) -> Study:
             g.sensitivity[v] = Rate.of(t["tp"], t["tp"] + t["fn"])
             g.specificity[v] = Rate.of(t["tn"], t["tn"] + t["fp"])
     order = {d: i for i, d in enumerate(DIMENSIONS)}
-    ordered = sorted(groups.values(), key=lambda g: (order[g.dimension], -g.cases, g.value))
+    bands = [age_band(low) for low, _ in AGE_BANDS] + ["unknown"]
+
+    def rank(g: Subgroup):  # age bands in age order; other subgroups largest first
+        return (order[g.dimension], bands.index(g.value) if g.dimension == "age_band" else -g.cases, g.value)
+
+    ordered = sorted(groups.values(), key=rank)
     return Study(len(consented), len(records) - len(consented), views, ordered)
+
+
+def study_of_store(store) -> Study:
+    """The study of every case in ``store``; the classes are those of the models that answered."""
+    records = store.records()
+    classes: list[str] = []
+    for r in records:
+        classes += [c for c in r.probabilities if c not in classes]
+    return study_tables(records, classes)

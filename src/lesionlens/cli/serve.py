@@ -38,7 +38,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "BUNDLE` once first.",
         epilog="examples:\n  lesionlens serve runs/ham --port 8000\n"
                "  curl -F file=@lesion.jpg http://127.0.0.1:8000/v1/predict\n"
-               "  LESIONLENS_API_TOKEN=secret lesionlens serve runs/ham --host 0.0.0.0",
+               "  LESIONLENS_API_TOKEN=secret lesionlens serve runs/ham --host 0.0.0.0\n"
+               "  lesionlens serve runs/ham --db cases.sqlite      # keep cases: POST /v1/cases, /label, /study",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", type=Path)
@@ -60,6 +61,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1/* "
                                    "(default: $LESIONLENS_API_TOKEN; none when unset)")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    cases = p.add_argument_group("case store (collect cases and labels; see `lesionlens cases --help`)")
+    cases.add_argument("--db", help="keep cases in this database: a SQLite file path, or a URL such as "
+                                    "postgresql+psycopg://user@host/name (default: keep nothing; /v1/cases, "
+                                    "/label and /study are then off)")
+    cases.add_argument("--case-images", help="folder for case photos (default: <db>.images beside a SQLite file; "
+                                             "required for a server database)")
+    cases.add_argument("--store-predictions", action="store_true",
+                       help="also keep every /v1/predict image (as cases without research consent, never exported)")
     p.set_defaults(run=_serve, extra="serve")
 
 
@@ -81,6 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_batch_files=args.max_batch_files, token=args.token or os.environ.get("LESIONLENS_API_TOKEN") or None,
         batching=args.batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
         threads=args.threads, decode_workers=args.decode_workers, int8=args.int8,
+        db=args.db, case_images=args.case_images, store_predictions=args.store_predictions,
     )
     app = create_app(args.bundle, settings)
     print(f"LesionLens serving {args.bundle} on http://{args.host}:{args.port}/ (docs at /docs)", flush=True)

@@ -6,13 +6,14 @@
     GET  /v1/model            the bundle's card and how it is served
     GET  /healthz, /readyz    liveness, readiness
     GET  /                    the web page;  /docs  the OpenAPI docs
+With a case store (``settings.db``): /v1/cases, the labelling workflow and the study statistics
+(:mod:`lesionlens.serving.cases`), and the pages /label and /study.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import secrets
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lesionlens import __version__
+from lesionlens.serving.auth import Authenticator
 from lesionlens.serving.errors import ApiError
 from lesionlens.serving.limits import BodyLimit
 from lesionlens.serving.runtime import BundleModel
@@ -33,7 +35,7 @@ from lesionlens.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 415, 422)}
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file(s)
 
 
@@ -41,14 +43,21 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
     settings = settings or ServeSettings()
     model = BundleModel(bundle, int8=settings.int8, threads=settings.resolved_threads())
     service = PredictionService(model, settings)
+    cases = _case_service(settings, service)
+    authenticator = Authenticator(settings.token, cases.store if cases else None, settings.token_cache_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await service.start()
         log.info("serving %s (%s) with %s, %d threads, batching %s", model.card.path, model.card.architecture,
                  model.runtime, model.threads, "on" if settings.batching else "off")
+        if cases:
+            log.info("keeping cases in %s%s", cases.store.describe(),
+                     "; /v1/predict stores too" if settings.store_predictions else "")
         yield
         await service.stop()
+        if cases:
+            cases.close()
 
     # FastAPIOffline: FastAPI whose /docs and /redoc pages load Swagger UI and ReDoc from files in
     # the package instead of a CDN, so the API docs work on a server (or for a browser) offline
@@ -57,11 +66,11 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
     app.state.service = service
     app.add_middleware(BodyLimit, limit_for=lambda path: _body_limit(path, settings))
     _add_error_handlers(app)
-    auth = [Depends(_token_check(settings.token))]
+    auth = [Depends(authenticator.require("submit"))]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return resources.files("lesionlens.serving").joinpath("static/index.html").read_text()
+        return _static("index.html")
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> dict:
@@ -80,16 +89,34 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
             "max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
             "max_batch_files": settings.max_batch_files, "batching": settings.batching,
             "max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms,
-            "threads": model.threads, "token_required": settings.token is not None}}
+            "threads": model.threads, "token_required": not authenticator.is_open(),
+            "case_store": cases is not None, "stores_predictions": cases is not None and settings.store_predictions}}
 
     @app.post("/v1/predict", response_model=Prediction, response_model_by_alias=True,
               dependencies=auth, responses=ERRORS)
     async def predict(file: UploadFile = File(description="a JPEG or PNG image"),
                       explain: bool = Query(False, description="add a class-activation-map overlay (PNG)")) -> dict:
         _check_explain(explain, model)
-        (result,) = await service.predict([await _read(file, settings)], explain)
+        name, data = await _read(file, settings)
+        if cases is not None and settings.store_predictions:
+            return await _predict_and_store(name, data, explain)
+        return await _predict_one(name, data, explain)
+
+    async def _predict_one(name: str, data: bytes, explain: bool = False) -> dict:
+        (result,) = await service.predict([(name, data)], explain)
         if isinstance(result, ApiError):
             raise result
+        return result
+
+    async def _predict_and_store(name: str, data: bytes, explain: bool) -> dict:
+        from lesionlens.cases.store import CaseMetadata
+        from lesionlens.serving.cases import predict_and_prepare
+
+        result, prepared = await predict_and_prepare(cases, lambda n, d: _predict_one(n, d, explain), name, data,
+                                                      settings.max_pixels)
+        stored = {k: v for k, v in result.items() if k != "heatmap"}
+        result["case_id"], _, _, _ = await cases.keep(prepared, CaseMetadata(), stored, "predict",
+                                                      result["timing"]["total_ms"])
         return result
 
     @app.post("/v1/predict/batch", response_model=BatchResponse, response_model_by_alias=True,
@@ -124,7 +151,36 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
         return Response(base64.b64decode(result["heatmap"]["png_base64"]), media_type="image/png",
                         headers={"X-Top-Class": result["top_class"]})
 
+    if cases is not None:
+        from lesionlens.serving.cases import add_case_routes
+
+        add_case_routes(app, cases, authenticator, lambda f: _read(f, settings), _predict_one, list(model.classes),
+                        settings.max_pixels)
+
+        @app.get("/label", response_class=HTMLResponse, include_in_schema=False)
+        def label_page() -> str:
+            return _static("label.html")
+
+        @app.get("/study", response_class=HTMLResponse, include_in_schema=False)
+        def study_page() -> str:
+            return _static("study.html")
+
     return app
+
+
+def _static(name: str) -> str:
+    return resources.files("lesionlens.serving").joinpath(f"static/{name}").read_text()
+
+
+def _case_service(settings: ServeSettings, service: PredictionService):
+    if settings.db is None:
+        if settings.store_predictions:
+            raise ValueError("storing predictions needs a case store: give --db")
+        return None
+    from lesionlens.cases.store import CaseStore
+    from lesionlens.serving.cases import CaseService
+
+    return CaseService(CaseStore.open(settings.db, settings.case_images), service.decode_pool)
 
 
 def _body_limit(path: str, settings: ServeSettings) -> tuple[int, str]:
@@ -146,19 +202,6 @@ def _check_explain(explain: bool, model: BundleModel) -> None:
         raise ApiError(400, "explain_unavailable",
                        f"this model ({model.card.architecture}) has no class-activation maps: its head is not "
                        "global average pooling + a linear layer, or it was exported without feature maps")
-
-
-def _token_check(token: str | None):
-    def check(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(value.encode(), token.encode()):
-            raise ApiError(401, "unauthorized", "this server needs an API token: send 'Authorization: Bearer <token>'"
-                           if not given else "the API token is wrong")
-
-    return check
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from lesionlens.config import BodySite, Sex
+
 
 class ViewDecision(BaseModel):
     score: float = Field(description="summed probability of the view's positive classes")
@@ -41,6 +43,7 @@ class Prediction(BaseModel):
     timing: Timing
     heatmap: Heatmap | None = None
     disclaimer: str
+    case_id: str | None = Field(None, description="the stored case, when the server keeps predictions (--store-predictions)")
 
 
 class ErrorBody(BaseModel):
@@ -65,3 +68,91 @@ class BatchResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class QualityProblem(BaseModel):
+    code: str = Field(description="blurry, too_dark, too_light, low_information, too_small or odd_aspect")
+    message: str = Field(description="what to tell the person holding the camera")
+
+
+class CaseResponse(Prediction):
+    case_id: str = Field(description="the stored case; GET /v1/cases/{case_id} with a labeller's token")
+    created: bool = Field(description="false when this request_id was seen before: nothing new was stored, and "
+                                      "the first answer is returned")
+    quality: list[QualityProblem] = Field(description="image-quality problems; empty when the photo is usable")
+
+
+class LabelIn(BaseModel):
+    label: str = Field(max_length=64, description="one of the model's classes")
+    source: str = Field("single_reader", max_length=16,
+                        description="how the label was established: histo, confocal, follow_up, consensus, single_reader")
+    note: str | None = Field(None, max_length=2000)
+
+
+class LabelOut(BaseModel):
+    id: int
+    case_id: str
+    label: str
+    source: str
+    reader: str
+    created_at: str
+    note: str | None = None
+
+
+class Settled(BaseModel):
+    status: str = Field(description="unlabelled, agreed, disagreement or adjudicated")
+    label: str | None
+    source: str | None
+    current: list[LabelOut] = Field(description="each reader's newest label")
+
+
+class CaseOut(BaseModel):
+    case_id: str
+    created_at: str
+    origin: str
+    image_url: str
+    width: int
+    height: int
+    metadata: dict
+    partition: str | None
+    model_version: str
+    top_class: str
+    probabilities: dict[str, float]
+    decision: dict
+    quality: list[QualityProblem]
+    settlement: Settled
+
+
+class QueueEntry(BaseModel):
+    case: CaseOut
+    usefulness: float
+    reasons: list[str]
+
+
+class QueueResponse(BaseModel):
+    reader: str
+    classes: list[str]
+    items: list[QueueEntry]
+
+
+class Whoami(BaseModel):
+    name: str
+    role: str
+
+
+class CaseForm(BaseModel):
+    """The metadata fields of POST /v1/cases (multipart form fields beside the file); all optional."""
+
+    request_id: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$",
+                                   description="the client's id for this submission; a retry with the same id "
+                                               "returns the stored case instead of storing it again")
+    age: int | None = Field(None, ge=0, le=120, description="years")
+    sex: Sex | None = None
+    site: BodySite | None = Field(None, description="body site, in HAM10000's `localization` vocabulary")
+    patient_id: str | None = Field(None, max_length=128, description="pseudonymous: never a name or record number")
+    lesion_id: str | None = Field(None, max_length=128, description="pseudonymous id of the lesion, for follow-up photos")
+    consent_research: bool = Field(False, description="the patient agreed to research use; only such cases are "
+                                                      "ever exported for training")
+    consent_version: str | None = Field(None, max_length=32, description="the consent form's version")
+    device: str | None = Field(None, max_length=128, description="camera or dermatoscope")
+    app_version: str | None = Field(None, max_length=64)

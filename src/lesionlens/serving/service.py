@@ -29,7 +29,7 @@ class PredictionService:
         # Decoding runs in a pool of its own (Pillow releases the GIL), so uploads decode in parallel
         # with each other and with the model; the model has one thread that feeds it, because one
         # call already uses every core through ONNX Runtime's intra-op threads.
-        self._decode_pool = ThreadPoolExecutor(settings.resolved_decode_workers(), "decode")
+        self.decode_pool = ThreadPoolExecutor(settings.resolved_decode_workers(), "decode")
         self._model_pool = ThreadPoolExecutor(1, "model")
         self.batcher = (MicroBatcher(self._run, self._model_pool, settings.max_batch_size, settings.max_wait_ms)
                         if settings.batching else None)
@@ -47,7 +47,7 @@ class PredictionService:
         self.ready = False
         if self.batcher is not None:
             await self.batcher.stop()
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
         self._model_pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -56,7 +56,7 @@ class PredictionService:
 
     async def decode(self, data: bytes, name: str) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decode_pool, decode_upload, data, self.model.preprocessing,
+        return await loop.run_in_executor(self.decode_pool, decode_upload, data, self.model.preprocessing,
                                           self.settings.max_pixels, name)
 
     async def predict(self, uploads: list[tuple[str, bytes]], explain: bool) -> list[dict | ApiError]:

@@ -33,6 +33,15 @@ class ServeSettings:
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = the usable cores
     decode_workers: int = 0  # threads that decode and preprocess uploads; 0 = the usable cores
     int8: bool = False  # use the bundle's model.int8.onnx (made by `lesionlens export --int8`)
+    # The case store (lesionlens.cases): a SQLite path or a database URL. None keeps nothing: a plain
+    # prediction service stores no image and no metadata, and /v1/cases and the labelling pages are off.
+    db: str | None = None
+    case_images: str | None = None  # where case photos go; default <db>.images beside a SQLite file
+    # Whether /v1/predict also keeps what it sees (as cases without consent, never exported). Off:
+    # storing is a decision about patients' data that the operator makes, not a default.
+    store_predictions: bool = False
+    # Tokens from the store are looked up at most this often; revoking one takes effect within it.
+    token_cache_s: float = 5.0
 
     def resolved_threads(self) -> int:
         return self.threads or usable_cores()

@@ -1,0 +1,242 @@
+"""The case store behind the API: submissions, the labelling workflow, erasure, study statistics.
+
+    POST   /v1/cases                        a photo + metadata -> the prediction, a case id, quality problems
+    GET    /v1/cases/{id}                   the case with its labels            (label)
+    GET    /v1/cases/{id}/image             the stored photo                    (label)
+    DELETE /v1/cases/{id}                   erasure: rows and image             (admin)
+    POST   /v1/cases/{id}/labels            a reader's label                    (label)
+    POST   /v1/cases/{id}/adjudication      the final word on a disagreement    (admin)
+    GET    /v1/labelling/queue              most useful cases first             (label; ?adjudicate=true: admin)
+    GET    /v1/labelling/agreement          Cohen's kappa per reader pair       (label)
+    GET    /v1/study                        cases and performance by subgroup   (label)
+    GET    /v1/whoami                       the caller's name and role
+
+Database and file work runs off the event loop: on SQLite in one writer thread (one writer is what
+SQLite allows; queuing in-process means no request ever sees "database is locked"), on PostgreSQL
+in a small pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, Form, Path, Query, UploadFile
+from fastapi.responses import FileResponse
+from PIL import Image
+
+from lesionlens.cases.images import CleanImage, clean_image
+from lesionlens.cases.labels import agreement_table
+from lesionlens.cases.queue import labelling_queue
+from lesionlens.cases.store import CaseMetadata, CaseRecord, CaseStore, StoreError
+from lesionlens.cases.study import study_tables
+from lesionlens.config import LabelSource, choices
+from lesionlens.quality.image import WORKING_SIDE, assess_image
+from lesionlens.serving.auth import Authenticator, Principal
+from lesionlens.serving.decode import sniff_format
+from lesionlens.serving.errors import ApiError
+from lesionlens.serving.schemas import CaseForm, CaseOut, CaseResponse, ErrorResponse, LabelIn, QueueResponse, Whoami
+
+log = logging.getLogger(__name__)
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422)}
+CASE_ID = Path(pattern=r"^[0-9a-f]{32}$", description="a case id (32 hex digits)")
+
+
+class CaseService:
+    """Stores what the prediction service saw; every method that touches the disk runs in a thread."""
+
+    def __init__(self, store: CaseStore, decode_pool: ThreadPoolExecutor):
+        self.store = store
+        self.decode_pool = decode_pool
+        self.writer = ThreadPoolExecutor(1 if store.is_sqlite else 4, "case-writer")
+        self.reader = ThreadPoolExecutor(2, "case-reader")
+
+    def close(self) -> None:
+        self.writer.shutdown(wait=True)  # finish what was accepted before the process exits
+        self.reader.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+    async def read(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.reader, fn, *args)
+
+    async def known(self, request_id: str | None):
+        return None if request_id is None else await self.read(self.store.find_request, request_id)
+
+    async def prepare(self, data: bytes, max_pixels: int) -> Prepared:
+        """Clean the photo, check its quality and write its file: work that does not need the
+        prediction, so the routes run it while the model runs."""
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._prepare, data, max_pixels)
+
+    def _prepare(self, data: bytes, max_pixels: int) -> Prepared:
+        fmt = sniff_format(data)
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            if img.width * img.height > max_pixels:  # decode_upload refuses it too; never decode it here
+                raise ApiError(413, "too_many_pixels", f"{img.width}x{img.height} is more than {max_pixels:,} pixels")
+        image = clean_image(data, fmt)
+        with Image.open(io.BytesIO(image.data)) as img:
+            scale = WORKING_SIDE / max(img.size)
+            if img.format == "JPEG" and scale < 1:  # let the decoder scale down (by 2, 4 or 8): 3x faster
+                img.draft("RGB", (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+            rgb = np.asarray(img.convert("RGB"))
+        problems = assess_image(rgb, (image.width, image.height))
+        self.store.images.put(image)  # durable before any row points at it
+        return Prepared(image, [{"code": p.code, "message": p.message} for p in problems])
+
+    async def keep(self, prepared: Prepared, metadata: CaseMetadata, prediction: dict, origin: str,
+                   latency_ms: float) -> tuple[str, bool, dict, list[dict]]:
+        stored = await asyncio.get_running_loop().run_in_executor(self.writer, lambda: self.store.add(
+            prepared.image, metadata, prediction, origin=origin, quality=prepared.quality, latency_ms=latency_ms))
+        return stored.id, stored.created, stored.response, prepared.quality
+
+
+@dataclass(frozen=True)
+class Prepared:
+    image: CleanImage
+    quality: list[dict]
+
+
+async def predict_and_prepare(cases: CaseService, predict_one, name: str, data: bytes, max_pixels: int):
+    """The prediction and the stored photo's preparation, side by side; the prediction's error
+    (the upload's problem, named) wins over the preparation's."""
+    preparing = asyncio.ensure_future(cases.prepare(data, max_pixels))
+    try:
+        prediction = await predict_one(name, data)
+    except BaseException:
+        preparing.cancel()
+        await asyncio.gather(preparing, return_exceptions=True)
+        raise
+    return prediction, await preparing
+
+
+def add_case_routes(app: FastAPI, cases: CaseService, auth: Authenticator, read_upload, predict_one,
+                    classes: list[str], max_pixels: int) -> None:
+    """``read_upload(file)`` -> (name, bytes) with the size limit applied; ``predict_one(name, data)``
+    -> the prediction dict (or raises ApiError), as /v1/predict answers it."""
+    store = cases.store
+    submit, label, admin = auth.require("submit"), auth.require("label"), auth.require("admin")
+
+    @app.post("/v1/cases", response_model=CaseResponse, response_model_by_alias=True, responses=ERRORS,
+              tags=["cases"])
+    async def submit_case(file: UploadFile = File(description="a JPEG or PNG photo of the lesion"),
+                          meta: CaseForm = Form(), who: Principal = Depends(submit)) -> dict:
+        known = await cases.known(meta.request_id)
+        if known is not None:
+            return await _replayed(known)
+        started = time.perf_counter()
+        name, data = await read_upload(file)
+        prediction, prepared = await predict_and_prepare(cases, predict_one, name, data, max_pixels)
+        latency_ms = (time.perf_counter() - started) * 1000
+        metadata = CaseMetadata(**meta.model_dump())
+        case_id, created, response, quality = await cases.keep(prepared, metadata, prediction, "cases", latency_ms)
+        if not created:
+            return await _replayed(await cases.known(meta.request_id))
+        log.info("case %s stored (%s)", case_id, who.name)  # ids only: no image bytes, no metadata
+        return response | {"case_id": case_id, "created": True, "quality": quality}
+
+    async def _replayed(known) -> dict:
+        record = await cases.read(store.record, known.id)
+        return known.response | {"case_id": known.id, "created": False, "quality": record.quality if record else []}
+
+    @app.get("/v1/cases/{case_id}", response_model=CaseOut, responses=ERRORS, tags=["cases"])
+    async def get_case(case_id: str = CASE_ID, who: Principal = Depends(label)) -> dict:
+        return case_out(await _record(case_id))
+
+    @app.get("/v1/cases/{case_id}/image", responses=ERRORS | {200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+             response_class=FileResponse, tags=["cases"])
+    async def case_image(case_id: str = CASE_ID, who: Principal = Depends(label)):
+        path = await cases.read(store.image_path, case_id)
+        if path is None or not path.is_file():
+            raise ApiError(404, "not_found", f"no case {case_id}")
+        return FileResponse(path, media_type="image/png" if path.suffix == ".png" else "image/jpeg",
+                            headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.delete("/v1/cases/{case_id}", responses=ERRORS, tags=["cases"])
+    async def erase_case(case_id: str = CASE_ID, who: Principal = Depends(admin)) -> dict:
+        erased = await asyncio.get_running_loop().run_in_executor(cases.writer, store.erase, case_id, who.name)
+        if not erased:
+            raise ApiError(404, "not_found", f"no case {case_id}")
+        return {"case_id": case_id, "erased": True}
+
+    @app.post("/v1/cases/{case_id}/labels", response_model=CaseOut, responses=ERRORS, tags=["labelling"])
+    async def add_label(body: LabelIn, case_id: str = CASE_ID, who: Principal = Depends(label)) -> dict:
+        _check_label(body, classes)
+        await _write(store.add_label, case_id, body.label, body.source, who.name, body.note)
+        return case_out(await _record(case_id))
+
+    @app.post("/v1/cases/{case_id}/adjudication", response_model=CaseOut, responses=ERRORS, tags=["labelling"])
+    async def adjudicate(body: LabelIn, case_id: str = CASE_ID, who: Principal = Depends(admin)) -> dict:
+        _check_label(body, classes)
+        source = "consensus" if body.source == "single_reader" else body.source
+        await _write(store.adjudicate, case_id, body.label, source, who.name, body.note)
+        return case_out(await _record(case_id))
+
+    @app.get("/v1/labelling/queue", response_model=QueueResponse, responses=ERRORS, tags=["labelling"])
+    async def queue(limit: int = Query(20, ge=1, le=200), adjudicate: bool = Query(False),
+                    who: Principal = Depends(label)) -> dict:
+        if adjudicate and not who.can("admin"):
+            raise ApiError(403, "forbidden", "the adjudication queue needs the 'admin' role")
+        records = await cases.read(store.records)
+        items = labelling_queue(records, who.name, limit, adjudicate)
+        return {"reader": who.name, "classes": classes,
+                "items": [{"case": case_out(i.record), "usefulness": round(i.usefulness, 4), "reasons": list(i.reasons)}
+                          for i in items]}
+
+    @app.get("/v1/labelling/agreement", responses=ERRORS, tags=["labelling"])
+    async def agreement(who: Principal = Depends(label)) -> dict:
+        records = await cases.read(store.records)
+        table = agreement_table(r.settlement.current for r in records)
+        return {"pairs": [p.to_dict() for p in table]}
+
+    @app.get("/v1/study", responses=ERRORS, tags=["study"])
+    async def study(who: Principal = Depends(label)) -> dict:
+        records = await cases.read(store.records)
+        return study_tables(records, classes).to_dict()
+
+    @app.get("/v1/whoami", response_model=Whoami, responses=ERRORS, tags=["labelling"])
+    async def whoami(who: Principal = Depends(submit)) -> dict:
+        return {"name": who.name, "role": who.role}
+
+    async def _record(case_id: str) -> CaseRecord:
+        record = await cases.read(store.record, case_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no case {case_id}")
+        return record
+
+    async def _write(fn, case_id: str, *args) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(cases.writer, fn, case_id, *args)
+        except StoreError as e:
+            raise ApiError(404 if "no case" in str(e) else 422, "not_found" if "no case" in str(e) else "invalid_label",
+                           str(e)) from e
+
+
+def _check_label(body: LabelIn, classes: list[str]) -> None:
+    if body.label not in classes:
+        raise ApiError(422, "invalid_label", f"unknown label {body.label!r}; this model's classes are {', '.join(classes)}")
+    if body.source not in choices(LabelSource):
+        raise ApiError(422, "invalid_label",
+                       f"unknown label source {body.source!r}; use one of {', '.join(choices(LabelSource))}")
+
+
+def case_out(r: CaseRecord) -> dict:
+    s = r.settlement
+    return {
+        "case_id": r.id, "created_at": r.created_at.isoformat(), "origin": r.origin,
+        "image_url": f"/v1/cases/{r.id}/image", "width": r.width, "height": r.height,
+        "metadata": {k: v for k, v in asdict(r.metadata).items() if k != "request_id"},
+        "partition": r.partition, "model_version": r.model_version, "top_class": r.top_class,
+        "probabilities": r.probabilities, "decision": r.decision, "quality": r.quality,
+        "settlement": {"status": s.status, "label": s.label, "source": s.source,
+                       "current": [label_out(lab) for lab in s.current]},
+    }
+
+
+def label_out(lab) -> dict:
+    return {"id": lab.id, "case_id": lab.case_id, "label": lab.label, "source": lab.source, "reader": lab.reader,
+            "created_at": lab.created_at.isoformat(), "note": lab.note}
