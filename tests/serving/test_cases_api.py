@@ -103,6 +103,8 @@ def test_labelling_agreement_adjudication_and_queue(served):
     queue = client.get("/v1/labelling/queue", headers=tokens["label"]).json()
     assert {i["case"]["case_id"] for i in queue["items"]} == set(ids) and queue["classes"] == ["mel", "nv", "bcc"] or \
         set(queue["classes"]) == {"mel", "nv", "bcc"}
+    assert queue["total"] == 4
+    assert client.get("/v1/labelling/queue?limit=1", headers=tokens["label"]).json()["total"] == 4
     useful = [i["usefulness"] for i in queue["items"]]
     assert useful == sorted(useful, reverse=True)
     for i, case in enumerate(ids):
@@ -118,7 +120,8 @@ def test_labelling_agreement_adjudication_and_queue(served):
     assert pairs == [{"reader_a": "label_user", "reader_b": "second_reader", "cases": 4, "agreement": 0.75,
                       "kappa": 0.0}]
     r = client.post(f"/v1/cases/{ids[3]}/adjudication", json={"label": "nv", "note": "re-read"}, headers=ADMIN)
-    assert r.json()["settlement"] == r.json()["settlement"] | {"status": "adjudicated", "label": "nv", "source": "consensus"}
+    assert r.json()["settlement"] == r.json()["settlement"] | {"status": "adjudicated", "label": "nv", "source": "consensus",
+                                                               "adjudicator": "admin", "note": "re-read"}
     bad = client.post(f"/v1/cases/{ids[0]}/labels", json={"label": "dragon"}, headers=tokens["label"])
     assert bad.status_code == 422 and "dragon" in bad.json()["error"]["message"]
     missing = client.post(f"/v1/cases/{'0' * 32}/labels", json={"label": "mel"}, headers=tokens["label"])
@@ -131,6 +134,7 @@ def test_erasure_through_the_api(served):
     case = submit(client, photo(20), tokens["submit"]).json()["case_id"]
     image = client.get(f"/v1/cases/{case}/image", headers=tokens["label"])
     assert image.status_code == 200 and image.content.startswith(b"\xff\xd8")
+    assert "no-store" in image.headers["cache-control"]
     assert client.delete(f"/v1/cases/{case}", headers=ADMIN).json() == {"case_id": case, "erased": True}
     assert client.get(f"/v1/cases/{case}", headers=ADMIN).status_code == 404
     assert client.get(f"/v1/cases/{case}/image", headers=ADMIN).status_code == 404

@@ -36,6 +36,8 @@ class Settlement:
     source: str | None
     current: tuple[Label, ...]  # each reader's newest label
     version: str  # which rows decided it ("labels:3,7" or "adjudication:2"), for export manifests
+    adjudicator: str | None = None
+    note: str | None = None  # the adjudicator's
 
     @property
     def settled(self) -> bool:
@@ -58,7 +60,8 @@ def settle(labels: Iterable[Label], adjudications: Sequence[Label] = ()) -> Sett
     current = current_labels(labels)
     if adjudications:
         last = max(adjudications, key=lambda a: (a.created_at, a.id))
-        return Settlement("adjudicated", last.label, last.source, current, f"adjudication:{last.id}")
+        return Settlement("adjudicated", last.label, last.source, current, f"adjudication:{last.id}",
+                          last.reader, last.note)
     version = "labels:" + ",".join(str(lab.id) for lab in current)
     if not current:
         return Settlement("unlabelled", None, None, current, "")

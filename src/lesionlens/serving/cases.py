@@ -40,7 +40,16 @@ from lesionlens.quality.image import WORKING_SIDE, assess_image
 from lesionlens.serving.auth import Authenticator, Principal
 from lesionlens.serving.decode import sniff_format
 from lesionlens.serving.errors import ApiError
-from lesionlens.serving.schemas import CaseForm, CaseOut, CaseResponse, ErrorResponse, LabelIn, QueueResponse, Whoami
+from lesionlens.serving.schemas import (
+    AgreementResponse,
+    CaseForm,
+    CaseOut,
+    CaseResponse,
+    ErrorResponse,
+    LabelIn,
+    QueueResponse,
+    Whoami,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +162,9 @@ def add_case_routes(app: FastAPI, cases: CaseService, auth: Authenticator, read_
         path = await cases.read(store.image_path, case_id)
         if path is None or not path.is_file():
             raise ApiError(404, "not_found", f"no case {case_id}")
+        # no-store: after an erasure no browser should still hold the photo
         return FileResponse(path, media_type="image/png" if path.suffix == ".png" else "image/jpeg",
-                            headers={"Cache-Control": "private, max-age=3600"})
+                            headers={"Cache-Control": "private, no-store"})
 
     @app.delete("/v1/cases/{case_id}", responses=ERRORS, tags=["cases"])
     async def erase_case(case_id: str = CASE_ID, who: Principal = Depends(admin)) -> dict:
@@ -182,12 +192,13 @@ def add_case_routes(app: FastAPI, cases: CaseService, auth: Authenticator, read_
         if adjudicate and not who.can("admin"):
             raise ApiError(403, "forbidden", "the adjudication queue needs the 'admin' role")
         records = await cases.read(store.records)
-        items = labelling_queue(records, who.name, limit, adjudicate)
-        return {"reader": who.name, "classes": classes,
+        ranked = labelling_queue(records, who.name, len(records), adjudicate)
+        items = ranked[:limit]
+        return {"reader": who.name, "classes": classes, "total": len(ranked),
                 "items": [{"case": case_out(i.record), "usefulness": round(i.usefulness, 4), "reasons": list(i.reasons)}
                           for i in items]}
 
-    @app.get("/v1/labelling/agreement", responses=ERRORS, tags=["labelling"])
+    @app.get("/v1/labelling/agreement", response_model=AgreementResponse, responses=ERRORS, tags=["labelling"])
     async def agreement(who: Principal = Depends(label)) -> dict:
         records = await cases.read(store.records)
         table = agreement_table(r.settlement.current for r in records)
@@ -233,6 +244,7 @@ def case_out(r: CaseRecord) -> dict:
         "partition": r.partition, "model_version": r.model_version, "top_class": r.top_class,
         "probabilities": r.probabilities, "decision": r.decision, "quality": r.quality,
         "settlement": {"status": s.status, "label": s.label, "source": s.source,
+                       "adjudicator": s.adjudicator, "note": s.note,
                        "current": [label_out(lab) for lab in s.current]},
     }
 

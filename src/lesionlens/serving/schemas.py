@@ -85,7 +85,8 @@ class CaseResponse(Prediction):
 class LabelIn(BaseModel):
     label: str = Field(max_length=64, description="one of the model's classes")
     source: str = Field("single_reader", max_length=16,
-                        description="how the label was established: histo, confocal, follow_up, consensus, single_reader")
+                        description="how the label was established: histo, confocal, follow_up, consensus, "
+                                    "single_reader (an adjudication given as single_reader is recorded as consensus)")
     note: str | None = Field(None, max_length=2000)
 
 
@@ -100,9 +101,13 @@ class LabelOut(BaseModel):
 
 
 class Settled(BaseModel):
-    status: str = Field(description="unlabelled, agreed, disagreement or adjudicated")
+    status: str = Field(description="unlabelled; agreed (every reader's newest label is the same: one reader is "
+                                    "enough); disagreement (needs an adjudicator); adjudicated (the newest "
+                                    "adjudication decides)")
     label: str | None
     source: str | None
+    adjudicator: str | None = None
+    note: str | None = Field(None, description="the adjudicator's note")
     current: list[LabelOut] = Field(description="each reader's newest label")
 
 
@@ -132,7 +137,20 @@ class QueueEntry(BaseModel):
 class QueueResponse(BaseModel):
     reader: str
     classes: list[str]
+    total: int = Field(description="cases waiting, before the limit")
     items: list[QueueEntry]
+
+
+class PairAgreementOut(BaseModel):
+    reader_a: str
+    reader_b: str
+    cases: int = Field(description="cases both readers labelled")
+    agreement: float | None = Field(description="share of those with the same label")
+    kappa: float | None = Field(description="Cohen's kappa; null where undefined")
+
+
+class AgreementResponse(BaseModel):
+    pairs: list[PairAgreementOut]
 
 
 class Whoami(BaseModel):
