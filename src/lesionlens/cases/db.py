@@ -13,12 +13,16 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+# Alembic logs "setup plugin ..." and "Context impl SQLiteImpl." at INFO on import and on every
+# start; only its warnings matter here (set before the import, which logs).
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy import Engine, create_engine, event  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 SQLITE_BUSY_MS = 30_000  # a second process writing (the CLI while the server runs) waits, not fails
 
@@ -85,6 +89,5 @@ def migrate(engine: Engine) -> None:
     """Bring the database to the newest schema (creating it when empty); a no-op when it is there."""
     if current_revision(engine) == head_revision():
         return
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # not "Context impl SQLiteImpl." on every start
     with engine.begin() as connection:
         command.upgrade(_config(connection), "head")
