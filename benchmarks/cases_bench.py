@@ -74,38 +74,65 @@ def latency_rows(bundle: Path, files: list[bytes], backend: str, work: Path, n: 
     return (backend, n, p(plain, 50), p(stored, 50), p(plain, 95), p(stored, 95), p(stored, 95) - p(plain, 95))
 
 
-async def _sustained(url: str, files: list[bytes], rate: float, seconds: float, clients: int) -> dict:
+def case_request(port: int, data: bytes, i: int) -> bytes:
+    """One POST /v1/cases as raw HTTP/1.1 bytes: the photo, metadata and a fresh request id."""
+    boundary = uuid.uuid4().hex
+    fields = {"request_id": f"bench-{uuid.uuid4().hex}", "age": str(20 + i % 70), "sex": ("male", "female")[i % 2],
+              "site": SITES[i % len(SITES)], "consent_research": "true", "device": "bench"}
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+                    for k, v in fields.items())
+    body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n"
+             "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST /v1/cases HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+async def _sustained(port: int, files: list[bytes], rate: float, seconds: float, clients: int) -> dict:
+    """Open-loop load: request i is due at start + i / rate; 32 keep-alive connections take the next
+    due request. A raw HTTP/1.1 client with prebuilt requests, so the load generator's own cost on
+    the shared cores stays small (httpx's is not)."""
     total = int(rate * seconds)
-    queue: asyncio.Queue = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
+    requests = [case_request(port, files[i % len(files)], i) for i in range(total)]
+    next_index = [0]
     started = time.perf_counter() + 0.5
     results = {"ok": 0, "failed": 0, "locked": 0, "late_ms": [], "latency_ms": []}
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            due = started + i / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            results["late_ms"].append(max(0.0, -wait) * 1000)
-            t = time.perf_counter()
-            try:
-                r = await client.post(f"{url}/v1/cases", files={"file": ("x.jpg", files[i % len(files)], "image/jpeg")},
-                                      data={"request_id": f"bench-{uuid.uuid4().hex}", "age": str(20 + i % 70),
-                                            "sex": ("male", "female")[i % 2], "site": SITES[i % len(SITES)],
-                                            "consent_research": "true", "device": "bench"})
-                ok = r.status_code == 200
-                results["locked"] += "locked" in r.text.lower()
-            except httpx.HTTPError:
-                ok = False
-            results["ok" if ok else "failed"] += 1
-            results["latency_ms"].append((time.perf_counter() - t) * 1000)
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while next_index[0] < total:
+                i = next_index[0]
+                next_index[0] += 1
+                wait = started + i / rate - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                results["late_ms"].append(max(0.0, -wait) * 1000)
+                t = time.perf_counter()
+                try:
+                    writer.write(requests[i])
+                    await writer.drain()
+                    status = int((await reader.readline()).split()[1])
+                    length, close = 0, False
+                    while (line := await reader.readline()) not in (b"\r\n", b""):
+                        key, _, value = line.decode("latin-1").partition(":")
+                        if key.lower() == "content-length":
+                            length = int(value)
+                        elif key.lower() == "connection" and "close" in value.lower():
+                            close = True
+                    body = await reader.readexactly(length)
+                    results["locked"] += b"locked" in body.lower()
+                except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+                    status, close = 0, True
+                results["ok" if status == 200 else "failed"] += 1
+                results["latency_ms"].append((time.perf_counter() - t) * 1000)
+                if close:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    await asyncio.gather(*(worker() for _ in range(clients)))
     results["seconds"] = time.perf_counter() - started
     return results
 
@@ -114,7 +141,7 @@ def sustained_row(bundle: Path, files: list[bytes], backend: str, work: Path, ra
                   clients: int) -> tuple:
     log = work / f"server-{backend}.log"
     with server_process(bundle, *store_flags(backend, work), log_path=log) as (url, _):
-        r = asyncio.run(_sustained(url, files, rate, seconds, clients))
+        r = asyncio.run(_sustained(int(url.rsplit(":", 1)[1]), files, rate, seconds, clients))
     locked_in_log = log.read_text(errors="replace").lower().count("database is locked")
     achieved = r["ok"] / r["seconds"]
     return (backend, clients, rate, seconds, r["ok"], r["failed"], r["locked"] + locked_in_log, achieved,

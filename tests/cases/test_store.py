@@ -124,3 +124,19 @@ def test_bad_database_urls_are_named():
         CaseStore.open("mysql://localhost/x", "/tmp/x")
     with pytest.raises(StoreError, match="case-images"):
         CaseStore.open("postgresql+psycopg://localhost/x")
+
+
+def test_add_many_commits_together_and_fails_one_case_alone(store):
+    from lesionlens.cases.store import NewCase
+
+    broken = prediction() | {"top_class": None}  # NOT NULL: the database refuses this row
+    results = store.add_many([
+        NewCase(clean(60), CaseMetadata(request_id="a"), prediction()),
+        NewCase(clean(61), CaseMetadata(request_id="b"), broken),
+        NewCase(clean(62), CaseMetadata(request_id="a"), prediction(top="nv")),  # a retry within the batch
+        NewCase(clean(63), CaseMetadata(), prediction()),
+    ])
+    assert results[0].created and isinstance(results[1], Exception)
+    assert results[2].id == results[0].id and not results[2].created
+    assert results[3].created and store.count() == 2
+    assert store.find_request("b") is None and store.find_request("a").id == results[0].id

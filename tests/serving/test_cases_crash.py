@@ -1,8 +1,9 @@
 """`kill -9` of a real server during concurrent submissions loses no acknowledged case.
 
 1,000 submissions with distinct request ids go to a real `lesionlens serve --db` process from 32
-client threads; the server is killed with SIGKILL three times at random moments and restarted, and
-every submission that was not acknowledged is retried, as a phone app would. Afterwards: each
+client threads; the server is killed with SIGKILL three times, each time after a random number
+(50-250) of acknowledgements while others are in flight, and restarted, and every submission that
+was not acknowledged is retried, as a phone app would. Afterwards: each
 request id is stored exactly once, every acknowledged case is there with the id it was given, the
 database passes its integrity check, no row points at a missing or damaged image, and orphan images
 are collected. On SQLite and on PostgreSQL.
@@ -38,8 +39,10 @@ def photos(n: int = 16) -> list[bytes]:
     return out
 
 
-def submit_all(url: str, pending: list[str], images: list[bytes]) -> dict[str, str]:
-    """Send every pending request id; returns request id -> case id for the acknowledged ones."""
+def submit_all(url: str, pending: list[str], images: list[bytes], kill_after: int | None = None,
+               proc=None) -> dict[str, str]:
+    """Send every pending request id; returns request id -> case id for the acknowledged ones. With
+    ``kill_after``, SIGKILL ``proc`` once that many are acknowledged (others still in flight)."""
     acked: dict[str, str] = {}
     lock = threading.Lock()
     local = threading.local()
@@ -55,6 +58,8 @@ def submit_all(url: str, pending: list[str], images: list[bytes]) -> dict[str, s
         assert r.status_code == 200, r.text  # a live server never refuses a good submission
         with lock:
             acked[rid] = r.json()["case_id"]
+            if kill_after is not None and len(acked) == kill_after:
+                proc.send_signal(signal.SIGKILL)
 
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(one, pending))
@@ -76,12 +81,9 @@ def test_kill_9_during_submissions_loses_no_acknowledged_case(exported_bundle, t
         if not pending:
             break
         with server_process(exported_bundle, *flags) as (url, proc):
-            if kills < KILLS:
-                timer = threading.Timer(rng.uniform(0.5, 1.5), lambda p=proc: p.send_signal(signal.SIGKILL))
-                timer.start()
-            got = submit_all(url, pending, images)
-            if kills < KILLS:
-                timer.cancel()
+            killing = kills < KILLS
+            got = submit_all(url, pending, images, rng.randint(50, 250) if killing else None, proc)
+            if killing:
                 kills += proc.wait(10) is not None and proc.returncode == -signal.SIGKILL
                 partial += 0 < len(got) < len(pending)  # killed in the middle of the stream
         for rid, case in got.items():

@@ -57,6 +57,18 @@ class StoredCase:
     response: dict  # the prediction as first answered
 
 
+@dataclass(frozen=True)
+class NewCase:
+    """A case to store: the cleaned photo, what the client sent and what the server answered."""
+
+    image: CleanImage
+    metadata: CaseMetadata
+    prediction: dict
+    origin: str = "cases"
+    quality: list = field(default_factory=list)
+    latency_ms: float = 0.0
+
+
 @dataclass
 class CaseRecord:
     """One case with its settled label: what exports, the study view, the queue and checks read."""
@@ -130,37 +142,55 @@ class CaseStore:
     def add(self, image: CleanImage, metadata: CaseMetadata, prediction: dict, origin: str = "cases",
             quality: list | None = None, latency_ms: float = 0.0) -> StoredCase:
         """Keep one case; with a ``request_id`` seen before, return that case and store nothing."""
-        if metadata.request_id is not None:
-            known = self.find_request(metadata.request_id)
+        (result,) = self.add_many([NewCase(image, metadata, prediction, origin, quality or [], latency_ms)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def add_many(self, new: list[NewCase]) -> list[StoredCase | Exception]:
+        """Keep several cases in one transaction: one commit, so one fsync, for all of them (what a
+        busy server's writer does). Each case is inserted under a savepoint, so one failure fails
+        only that case; a ``request_id`` seen before, in the database or earlier in ``new``, returns
+        the case stored for it."""
+        for case in new:
+            self.images.put(case.image)  # durable before the row that points at it (a no-op when there)
+        results: list[StoredCase | Exception] = []
+        with self.engine.begin() as c:
+            for case in new:
+                try:
+                    results.append(self._insert(c, case))
+                except Exception as e:  # noqa: BLE001 - reported to that case's caller, not the others'
+                    results.append(e)
+        return results
+
+    def _insert(self, c, case: NewCase) -> StoredCase:
+        request_id = case.metadata.request_id
+        if request_id is not None:
+            known = _find_request(c, request_id)
             if known is not None:
                 return known
-        self.images.put(image)  # durable before the row that points at it
         case_id = uuid.uuid4().hex
-        row = asdict(metadata) | {
-            "id": case_id, "created_at": _now(), "origin": origin, "image_sha256": image.sha256,
-            "image_format": image.format, "width": image.width, "height": image.height,
-            "model_name": prediction["model"]["name"], "model_version": prediction["model"]["version"],
-            "top_class": prediction["top_class"], "probabilities": prediction["probabilities"],
-            "decision": prediction["decision"], "latency_ms": latency_ms, "quality": quality or [],
-            "response": prediction,
+        p = case.prediction
+        row = asdict(case.metadata) | {
+            "id": case_id, "created_at": _now(), "origin": case.origin, "image_sha256": case.image.sha256,
+            "image_format": case.image.format, "width": case.image.width, "height": case.image.height,
+            "model_name": p["model"]["name"], "model_version": p["model"]["version"], "top_class": p["top_class"],
+            "probabilities": p["probabilities"], "decision": p["decision"], "latency_ms": case.latency_ms,
+            "quality": case.quality, "response": p,
         }
         try:
-            with self.engine.begin() as c:
+            with c.begin_nested():
                 c.execute(insert(schema.cases).values(**row))
         except IntegrityError:
-            if metadata.request_id is None:
-                raise
-            known = self.find_request(metadata.request_id)  # a concurrent retry won the race
-            if known is None:
+            known = _find_request(c, request_id) if request_id is not None else None
+            if known is None:  # another process stored this request id first, and it is not visible yet
                 raise
             return known
-        return StoredCase(case_id, True, prediction)
+        return StoredCase(case_id, True, p)
 
     def find_request(self, request_id: str) -> StoredCase | None:
         with self.engine.connect() as c:
-            row = c.execute(select(schema.cases.c.id, schema.cases.c.response)
-                            .where(schema.cases.c.request_id == request_id)).first()
-        return None if row is None else StoredCase(row.id, False, row.response)
+            return _find_request(c, request_id)
 
     def count(self) -> int:
         with self.engine.connect() as c:
@@ -334,6 +364,12 @@ class CaseStore:
             if tmp.stat().st_mtime <= cutoff:
                 tmp.unlink(missing_ok=True)
         return removed
+
+
+def _find_request(c, request_id: str) -> StoredCase | None:
+    row = c.execute(select(schema.cases.c.id, schema.cases.c.response)
+                    .where(schema.cases.c.request_id == request_id)).first()
+    return None if row is None else StoredCase(row.id, False, row.response)
 
 
 def token_hash(secret: str) -> str:

@@ -11,9 +11,9 @@
     GET    /v1/study                        cases and performance by subgroup   (label)
     GET    /v1/whoami                       the caller's name and role
 
-Database and file work runs off the event loop: on SQLite in one writer thread (one writer is what
-SQLite allows; queuing in-process means no request ever sees "database is locked"), on PostgreSQL
-in a small pool.
+Database and file work runs off the event loop. New cases go to one writer thread that stores all
+the cases waiting in one transaction (group commit: one fsync for many submissions); SQLite allows
+one writer anyway, and queuing in-process means no request ever sees "database is locked".
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import queue
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -33,7 +35,7 @@ from PIL import Image
 from lesionlens.cases.images import CleanImage, clean_image
 from lesionlens.cases.labels import agreement_table
 from lesionlens.cases.queue import labelling_queue
-from lesionlens.cases.store import CaseMetadata, CaseRecord, CaseStore, StoreError
+from lesionlens.cases.store import CaseMetadata, CaseRecord, CaseStore, NewCase, StoredCase, StoreError
 from lesionlens.cases.study import study_tables
 from lesionlens.config import LabelSource, choices
 from lesionlens.quality.image import WORKING_SIDE, assess_image
@@ -57,17 +59,72 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 4
 CASE_ID = Path(pattern=r"^[0-9a-f]{32}$", description="a case id (32 hex digits)")
 
 
+class GroupWriter:
+    """One thread that stores cases: it takes every case waiting and stores them in one transaction
+    (group commit), so under load one fsync serves many submissions, and alone a case waits for no
+    one. Each caller gets its own case back, or its own error."""
+
+    def __init__(self, store: CaseStore, max_group: int = 64):
+        self.store = store
+        self.max_group = max_group
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name="case-writer", daemon=True)
+        self.thread.start()
+
+    async def add(self, case: NewCase) -> StoredCase:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put((case, future))
+        return await future
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=30)  # finish what was accepted before the process exits
+
+    def _loop(self) -> None:
+        while True:
+            first = self.queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self.max_group:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.queue.put(None)  # stop after this group
+                    break
+                group.append(item)
+            try:
+                results = self.store.add_many([case for case, _ in group])
+            except Exception as e:  # noqa: BLE001 - the commit failed: every case in the group fails
+                results = [e] * len(group)
+            for (_, future), result in zip(group, results):
+                future.get_loop().call_soon_threadsafe(_settle, future, result)
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    if future.done():  # the request was cancelled (client gone); its case is stored all the same
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
 class CaseService:
     """Stores what the prediction service saw; every method that touches the disk runs in a thread."""
 
     def __init__(self, store: CaseStore, decode_pool: ThreadPoolExecutor):
         self.store = store
         self.decode_pool = decode_pool
-        self.writer = ThreadPoolExecutor(1 if store.is_sqlite else 4, "case-writer")
+        self.cases = GroupWriter(store)
+        self.writer = ThreadPoolExecutor(1, "label-writer")  # labels, adjudications, erasures
         self.reader = ThreadPoolExecutor(2, "case-reader")
 
     def close(self) -> None:
-        self.writer.shutdown(wait=True)  # finish what was accepted before the process exits
+        self.cases.close()
+        self.writer.shutdown(wait=True)
         self.reader.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
@@ -99,8 +156,8 @@ class CaseService:
 
     async def keep(self, prepared: Prepared, metadata: CaseMetadata, prediction: dict, origin: str,
                    latency_ms: float) -> tuple[str, bool, dict, list[dict]]:
-        stored = await asyncio.get_running_loop().run_in_executor(self.writer, lambda: self.store.add(
-            prepared.image, metadata, prediction, origin=origin, quality=prepared.quality, latency_ms=latency_ms))
+        stored = await self.cases.add(NewCase(prepared.image, metadata, prediction, origin, prepared.quality,
+                                              latency_ms))
         return stored.id, stored.created, stored.response, prepared.quality
 
 
