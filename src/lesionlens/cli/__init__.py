@@ -5,6 +5,7 @@ and print the result object it returns (summaries are formatted by the library).
     lesionlens evaluate | report | calibrate                     lesionlens.cli.evaluate
     lesionlens predict                                           lesionlens.cli.predict
     lesionlens export | serve                                    lesionlens.cli.serve
+    lesionlens check                                             lesionlens.cli.check
 
 Training flags are derived from the typed configuration (:mod:`lesionlens.cli.options`).
 """
@@ -16,9 +17,9 @@ import logging
 import sys
 
 from lesionlens import __version__
-from lesionlens.cli import evaluate, predict, serve, train
+from lesionlens.cli import check, evaluate, predict, serve, train
 
-COMMAND_GROUPS = (train, evaluate, predict, serve)
+COMMAND_GROUPS = (train, evaluate, predict, serve, check)
 
 
 def build_parser() -> argparse.ArgumentParser:
