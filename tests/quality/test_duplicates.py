@@ -51,6 +51,20 @@ def test_an_altered_copy_is_within_the_threshold(name):
     assert _distance(np.asarray(original), np.asarray(copy)) <= HASH_THRESHOLD
 
 
+def test_the_hashes_are_imagehash_phash_of_each_view():
+    """imagehash is the oracle: the batched DCT gives its 256-bit pHash of each of the 8 views."""
+    import imagehash
+
+    from lesionlens.quality.fingerprint import DIHEDRAL, HASH_SIDE
+
+    rgb = textured(7, 120)
+    small = Image.fromarray(rgb).convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS)
+    ours = {"".join(f"{int(w):016x}" for w in view) for view in dihedral_phashes(rgb)}
+    theirs = {str(imagehash.phash(small if t is None else small.transpose(t), hash_size=16)) for t in DIHEDRAL}
+    assert ours == theirs and len(ours) == 8
+    assert "".join(f"{int(w):016x}" for w in dihedral_phashes(rgb)[0]) == str(imagehash.phash(small, hash_size=16))
+
+
 def test_distinct_images_are_not_paired_and_copies_are():
     images = [textured(s, 128) for s in range(40)]
     images.append(np.asarray(ALTERATIONS["quarter turn"](_jpeg(Image.fromarray(images[5]), 70))))  # 40: copy of 5

@@ -123,7 +123,8 @@ def check_split(table: ImageTable, images: np.ndarray, threshold: int = HASH_THR
     started = time.perf_counter()
     prints = fingerprint_arrays(images, table.frame["cache_row"].to_numpy())
     table.frame["phash"] = [_hex(h[0]) for h in prints.hashes]  # kept in split.csv for evaluate's check
-    copies = [p for p in hash_pairs(prints.hashes, threshold) if prints.digests[p.a] != prints.digests[p.b]]
+    copies = [p for p in hash_pairs(prints.hashes, threshold, prints.hashable)
+              if prints.digests[p.a] != prints.digests[p.b]]
     findings = split_leaks(table, exact_pairs(prints.digests), copies)
     check = LeakageCheck(findings, [describe(table, f) for f in findings], time.perf_counter() - started, len(table))
     log.info("leakage check of %d images: %d leak(s) in %.1f s", len(table), len(findings), check.seconds)
@@ -150,9 +151,10 @@ def check_against_training(table: ImageTable, images: np.ndarray, rows: np.ndarr
         prints = fingerprint_arrays(images, frame["cache_row"].to_numpy()[rows])
         reference = np.stack([np.repeat(_words(r.phash)[None], len(DIHEDRAL), axis=0) for r in hashed])
         exact = {f.a for f in findings}
+        hashable = prints.hashable
         for p in cross_hash_pairs(prints.hashes, reference, threshold):
             pos = int(rows[p.a])
-            if pos not in exact:
+            if pos not in exact and hashable[p.a]:
                 findings.append(Finding("leakage", pos, None, p.score,
                                         f"an altered copy of training image {hashed[p.b].image_id} "
                                         "(pHash distance)", "near_copy"))
