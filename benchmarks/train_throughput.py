@@ -79,7 +79,7 @@ def main() -> None:
             "model.image_size": args.size, "train.batch_size": args.batch_size, "train.epochs": 1,
         } | ({"data.num_workers": args.workers} if args.workers is not None else {}))
         pre = resolve_preprocessing(cfg)
-        data = load_training_data(cfg, pre, tmp, progress=False)
+        data, _ = load_training_data(cfg, pre, tmp, progress=False)
         targets = data.table.targets()
         train_rows, val_rows = data.rows("train"), data.rows("val")
         steps = len(train_rows) // args.batch_size

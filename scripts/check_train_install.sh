@@ -18,4 +18,5 @@ export LESIONLENS_CACHE="$work/cache"
 "$ll" evaluate "$work/bundle" --data "$work/data" --bootstrap 50 -q > /dev/null
 "$ll" predict "$work/bundle" "$work/data" --out "$work/predictions.csv" > /dev/null
 "$ll" export "$work/bundle"
-echo "train-only install OK: train, evaluate, predict and export ran"
+"$ll" check "$work/data" --out "$work/check" -q > /dev/null
+echo "train-only install OK: train, evaluate, predict, export and check ran"

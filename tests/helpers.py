@@ -10,8 +10,9 @@ from PIL import Image
 
 def write_image(path: Path, colour: tuple[int, int, int] = (200, 120, 90), size: int = 40,
                 seed: int = 0, fmt: str | None = None) -> Path:
-    """A small noisy image of one dominant colour."""
-    rng = np.random.default_rng(seed)
+    """A small noisy image of one dominant colour; its noise depends on the seed and the colour, so
+    images of different classes are never copies of each other (the leakage check would see them)."""
+    rng = np.random.default_rng([seed, *colour])
     pixels = np.clip(np.array(colour) + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels, "RGB").save(path, format=fmt)
@@ -59,3 +60,29 @@ def without_internet(monkeypatch) -> None:
         return build(*args, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", offline)
+
+
+def textured(seed: int, size: int = 96) -> np.ndarray:
+    """A photograph-like RGB image (uint8), distinct per seed: detail at every scale, stronger at
+    the coarse ones (as in photographs), and room for +-20% brightness without clipping."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((size, size, 3))
+    for cells, amplitude in ((4, 40), (8, 24), (16, 14), (32, 8)):
+        layer = rng.normal(0, amplitude, (cells, cells, 3))
+        lo, hi = layer.min(), layer.max()
+        scaled = Image.fromarray(((layer - lo) / (hi - lo) * 255).astype(np.uint8), "RGB")
+        scaled = np.asarray(scaled.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float64)
+        pixels += scaled / 255 * (hi - lo) + lo
+    return np.clip(115 + pixels, 0, 255).astype(np.uint8)
+
+
+def photo(seed: int, size: int = 160) -> np.ndarray:
+    """:func:`textured` with the fine grain of skin and hair: sharp enough for the quality check."""
+    grain = np.random.default_rng([seed, size]).normal(0, 8, (size, size, 3))
+    return np.clip(textured(seed, size) * 0.8 + 20 + grain, 0, 255).astype(np.uint8)
+
+
+def save(pixels: np.ndarray, path: Path, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, "RGB").save(path, **kwargs)
+    return path

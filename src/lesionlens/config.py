@@ -97,6 +97,11 @@ class DataConfig:
               "when the table has one)")
     on_bad_input: BadInput = option(
         "stop", "stop at unreadable or mislabelled input and list it all, or skip it and write data_issues.csv")
+    # Leakage inflates every validation figure; the check (identical and altered copies by perceptual
+    # hash, groups) costs seconds (README, "Checking a data set"), so it runs on every split.
+    allow_leakage: bool = option(
+        False, "train or evaluate even when the same lesion (group id) or a copy of an image is on both sides of "
+               "the split; the card records it")
     cache_dir: str | None = option(None, "where decoded images are cached (default $LESIONLENS_CACHE or "
                                          "~/.cache/lesionlens)")
     # None: no worker on a CPU-only machine (a worker competes with the model for the same cores:

@@ -57,10 +57,14 @@ def test_evaluate_writes_metrics_and_plots(bundle, tmp_path, capsys):
     assert "balanced accuracy" in capsys.readouterr().out
 
 
-def test_evaluate_all_warns_about_training_images(bundle, tmp_path, caplog):
+def test_evaluate_all_refuses_training_images_unless_allowed(bundle, tmp_path, caplog, capsys):
     root, out = bundle
-    assert main(["evaluate", str(out), "--data", str(root), "--split", "all", "--out", str(tmp_path / "e"), "-q"]) == 0
-    assert "were used to TRAIN this bundle" in caplog.text
+    args = ["evaluate", str(out), "--data", str(root), "--split", "all", "--out", str(tmp_path / "e"), "-q"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "training images or copies of them" in error and "--allow-leakage" in error
+    assert main([*args, "--allow-leakage"]) == 0
+    assert "allowed by --allow-leakage" in caplog.text
 
 
 def test_predict_reports_every_file(bundle, tmp_path, capsys):

@@ -86,7 +86,8 @@ def test_calibrate_tta_becomes_the_bundles_default(two_bundles, tmp_path, capsys
     assert "the rule below was fitted with d4" in capsys.readouterr().err
     read = lambda f: [float(r["p_mel"]) for r in csv.DictReader(f.open())]  # noqa: E731
     assert read(default) == read(explicit) != read(none)
-    assert main(["evaluate", str(bundle), "--data", str(root), "--split", "all", "--out", str(tmp_path / "ev"),
+    assert main(["evaluate", str(bundle), "--data", str(root), "--split", "all", "--allow-leakage",
+                 "--out", str(tmp_path / "ev"),
                  "--bootstrap", "0", "-q"]) == 0
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["tta"] == "d4"
 
@@ -106,7 +107,8 @@ def test_predict_decides_at_the_operating_point(two_bundles, tmp_path, capsys):
 def test_evaluate_report_is_complete(two_bundles, tmp_path):
     root, a, _ = two_bundles
     out = tmp_path / "ev"
-    assert main(["evaluate", str(a), "--data", str(root), "--split", "all", "--out", str(out), "--report",
+    assert main(["evaluate", str(a), "--data", str(root), "--split", "all", "--allow-leakage", "--out", str(out),
+                 "--report",
                  "--bootstrap", "200", "--tta", "flips", "-q"]) == 0
     for name in ("metrics.json", "predictions.csv", "roc.png", "precision_recall.png", "confusion_matrix.png",
                  "reliability.png", "top_losses.jpg", "most_confused.png", "report.html", "report.json"):
@@ -128,7 +130,7 @@ def test_evaluate_report_is_complete(two_bundles, tmp_path):
 def test_report_compares_bundles_on_the_same_images(two_bundles, tmp_path):
     root, a, b = two_bundles
     out = tmp_path / "cmp"
-    assert main(["report", str(a), str(b), "--data", str(root), "--split", "all", "--out", str(out),
+    assert main(["report", str(a), str(b), "--data", str(root), "--split", "all", "--allow-leakage", "--out", str(out),
                  "--bootstrap", "200", "-q"]) == 0
     report = json.loads((out / "report.json").read_text())
     comparison = report["comparison"]
@@ -165,7 +167,7 @@ def test_report_renders_in_headless_chromium(two_bundles, tmp_path):
     sync_playwright, chromium = _browser()
     root, a, b = two_bundles
     out = tmp_path / "browser"
-    assert main(["report", str(a), str(b), "--data", str(root), "--split", "all", "--out", str(out),
+    assert main(["report", str(a), str(b), "--data", str(root), "--split", "all", "--allow-leakage", "--out", str(out),
                  "--bootstrap", "100", "-q"]) == 0
     errors: list[str] = []
     with sync_playwright() as p:

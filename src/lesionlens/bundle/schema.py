@@ -58,6 +58,9 @@ class DataInfo:
     split_file: str = "split.csv"
     split_seed: int = 0
     issues: int = 0
+    # The leakage check of the split (lesionlens.quality.leakage): leaks found, by evidence, and
+    # whether --allow-leakage let training go on. None in bundles written before the check.
+    leakage: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # a type only: reading a split needs no pandas
 
 SPLIT_FILE = "split.csv"
 COLUMNS = ("image_id", "partition", "label", "group", "sha256", "path")
+# Written where training computed it (its leakage check), and optional to read: older bundles lack it.
+OPTIONAL = ("phash",)  # 256-bit perceptual hash of the upright image, hex (lesionlens.quality)
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,11 @@ class SplitRow:
     group: str  # the lesion (or patient) the image belongs to; empty where the data had none
     sha256: str
     path: str  # absolute, as written at training time
+    phash: str = ""  # empty in bundles written before the leakage check
 
 
 def write_split(table: ImageTable, path: Path) -> Path:
-    frame = table.frame[list(COLUMNS)].copy()
+    frame = table.frame[list(COLUMNS) + [c for c in OPTIONAL if c in table.frame]].copy()
     frame["path"] = [str(Path(p).resolve()) if p else p for p in frame["path"]]
     frame.to_csv(path, index=False)
     return path
@@ -50,7 +53,8 @@ def read_split(path: Path) -> list[SplitRow]:
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise BundleError(f"{path}: not a split file: no column {', '.join(missing)}")
-            return [SplitRow(**{c: row[c] or "" for c in COLUMNS}) for row in reader]
+            present = [c for c in COLUMNS + OPTIONAL if c in (reader.fieldnames or [])]
+            return [SplitRow(**{c: row[c] or "" for c in present}) for row in reader]
     except OSError as e:
         raise BundleError(f"{path}: cannot read the split file: {e.strerror or e}") from e
 

@@ -5,6 +5,7 @@ and print the result object it returns (summaries are formatted by the library).
     lesionlens evaluate | report | calibrate                     lesionlens.cli.evaluate
     lesionlens predict                                           lesionlens.cli.predict
     lesionlens export | serve                                    lesionlens.cli.serve
+    lesionlens check                                             lesionlens.cli.check
     lesionlens cases export | study | token | erase | check | partition   lesionlens.cli.cases
 
 Training flags are derived from the typed configuration (:mod:`lesionlens.cli.options`).
@@ -17,9 +18,9 @@ import logging
 import sys
 
 from lesionlens import __version__
-from lesionlens.cli import cases, evaluate, predict, serve, train
+from lesionlens.cli import cases, check, evaluate, predict, serve, train
 
-COMMAND_GROUPS = (train, evaluate, predict, serve, cases)
+COMMAND_GROUPS = (train, evaluate, predict, serve, check, cases)
 
 
 def build_parser() -> argparse.ArgumentParser:

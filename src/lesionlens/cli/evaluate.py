@@ -24,6 +24,11 @@ def add_data_arguments(p: argparse.ArgumentParser, required: bool = True) -> Non
     add_setting(p, "data.cache_dir")
 
 
+def add_leakage(p: argparse.ArgumentParser) -> None:
+    add_setting(p, "data.allow_leakage", help="evaluate even images the bundle was trained on, or copies of them "
+                                              "(refused by default: the figures would be optimistic)")
+
+
 def add_tta(p: argparse.ArgumentParser, help: str = TTA_HELP) -> None:
     add_setting(p, "model.tta", help=help)
 
@@ -45,6 +50,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
     p.add_argument("--report", action="store_true", help="also write report.html (self-contained) and report.json")
     add_setting(p, "data.on_bad_input", default="stop")
+    add_leakage(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=_evaluate, extra="train")
 
@@ -62,6 +68,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for report.html, report.json and each bundle's figures")
     add_tta(p)
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    add_leakage(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(run=_report, extra="train")
 
@@ -93,7 +100,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     card = read_card(args.bundle)
     result = evaluate_bundle(card, args.data__path, args.out, args.data__format, args.data__images, args.split,
                              args.data__on_bad_input, args.data__cache_dir, args.model__tta, args.bootstrap,
-                             report=args.report, progress=not args.quiet)
+                             report=args.report, progress=not args.quiet,
+                             allow_leakage=bool(args.data__allow_leakage))
     print("\n".join(evaluation_lines(result.written) + rule_lines(card)))
     print(f"\nWritten to {result.written.folder}/: metrics.json, predictions.csv and figures"
           + (f"; report: {result.report}" if result.report else ""))
@@ -106,7 +114,8 @@ def _report(args: argparse.Namespace) -> int:
 
     html, js, written = compare_bundles(args.bundles, args.data__path, args.out, args.data__format,
                                         args.data__images, args.split, args.data__cache_dir, args.model__tta,
-                                        args.bootstrap, progress=not args.quiet)
+                                        args.bootstrap, progress=not args.quiet,
+                                        allow_leakage=bool(args.data__allow_leakage))
     for w in written:
         print("\n".join(evaluation_lines(w)) + "\n")
     print(f"Report: {html}\n        {js}")

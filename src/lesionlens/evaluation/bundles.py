@@ -25,12 +25,13 @@ class BundleEvaluation:
 def evaluate_bundle(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
                     images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
                     cache_dir: str | None = None, tta: str | None = None, resamples: int = 1000,
-                    report: bool = False, progress: bool = True) -> BundleEvaluation:
+                    report: bool = False, progress: bool = True, allow_leakage: bool = False) -> BundleEvaluation:
     """Evaluate the bundle's model on labelled data and write metrics and figures to ``out``
     (default ``BUNDLE/evaluations/<data>-<split>``), with ``report`` also report.html and
     report.json. Only the chosen partition is decoded. Probabilities and decisions follow the
-    bundle's temperature and operating points; ``tta`` None is the bundle's own test-time augmentation."""
-    ev, out = predict_split(card, data_path, out, fmt, images, split, on_bad_input, cache_dir, tta, progress)
+    bundle's temperature and operating points; ``tta`` None is the bundle's own test-time augmentation. Images the bundle trained on are refused unless ``allow_leakage``."""
+    ev, out = predict_split(card, data_path, out, fmt, images, split, on_bad_input, cache_dir, tta, progress,
+                            allow_leakage)
     written = write_evaluation(ev, out, resamples)
     html = write_report([Entry.of(card.name, card, written)], out, data_path, resamples)[0] if report else None
     return BundleEvaluation(card, written, html)
@@ -39,13 +40,14 @@ def evaluate_bundle(card: Card, data_path: str | Path, out: Path | None = None, 
 def compare_bundles(bundles: list[Path], data_path: str | Path, out: Path, fmt: str = "auto",
                     images: str | Path | None = None, split: str = "auto", cache_dir: str | None = None,
                     tta: str | None = None, resamples: int = 1000,
-                    progress: bool = True) -> tuple[Path, Path, list[WrittenEvaluation]]:
+                    progress: bool = True, allow_leakage: bool = False) -> tuple[Path, Path, list[WrittenEvaluation]]:
     """Evaluate each bundle on the same images (each in ``out/<name>``) and write one report of them
     all to ``out``; returns report.html, report.json and the evaluations."""
     predicted = []
     for name, bundle in zip(unique_names(bundles), bundles):
         card = read_card(bundle)
-        ev, folder = predict_split(card, data_path, out / name, fmt, images, split, "stop", cache_dir, tta, progress)
+        ev, folder = predict_split(card, data_path, out / name, fmt, images, split, "stop", cache_dir, tta, progress,
+                                   allow_leakage)
         predicted.append((name, card, ev, folder))
     check_same_images({name: ev for name, _, ev, _ in predicted})
     written = [write_evaluation(ev, folder, resamples) for _, _, ev, folder in predicted]

@@ -70,7 +70,9 @@ def calibrate_bundle(bundle: str | Path, data_path: str | Path | None = None, sp
     card = read_card(bundle)
     data_path = data_path or card.dataset.path
     tta = card.resolve_tta(tta)
-    ev, _ = predict_split(card, data_path, None, fmt, images, split, "stop", cache_dir, tta, progress=progress)
+    # calibration fits on the data asked for; leaks there are warned about, not refused
+    ev, _ = predict_split(card, data_path, None, fmt, images, split, "stop", cache_dir, tta, progress=progress,
+                          allow_leakage=True)
     ev, fitted = fit_rule(ev, criterion, target, calibrate)
     card = store_rule(card, fitted, tta)
     return card, write_evaluation(ev, card.path / "evaluation")

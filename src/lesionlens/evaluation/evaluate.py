@@ -1,6 +1,7 @@
 """Predict labelled images with a model or a bundle and pair the probabilities with the labels: an
 :class:`~lesionlens.evaluation.result.Evaluation`. Which images: a partition of the data, or the
-bundle's own validation split, with a warning for images the bundle was trained on."""
+bundle's own validation split. Images the bundle was trained on (or altered copies of them) are
+refused unless allowed (lesionlens.quality.leakage)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from lesionlens.data.table import ImageTable
 from lesionlens.decision import DecisionRule
 from lesionlens.evaluation.result import Evaluation
 from lesionlens.inference import load_model, predict_logits
+from lesionlens.quality.leakage import check_against_training, enforce
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,9 @@ def resolve_split(table: ImageTable, card: Card, data_path: str | Path, split: s
     return "test" if (table.frame["partition"] == "test").any() else "all"
 
 
-def choose_rows(data: PreparedData, card: Card, split: str) -> tuple[np.ndarray, str]:
-    """Rows of ``data`` to evaluate for a resolved split; warns about images the bundle trained on."""
+def choose_rows(data: PreparedData, card: Card, split: str, allow_leakage: bool = False) -> tuple[np.ndarray, str]:
+    """Rows of ``data`` to evaluate for a resolved split; images the bundle trained on, or altered
+    copies of them, are refused unless ``allow_leakage`` (then they are only warned about)."""
     frame = data.table.frame
     trained_on = _training_hashes(card)
     if split == "own-val":
@@ -62,10 +65,11 @@ def choose_rows(data: PreparedData, card: Card, split: str) -> tuple[np.ndarray,
         rows, what = np.flatnonzero(frame["partition"].to_numpy() == split), f"the {split} partition"
     if len(rows) == 0:
         raise ValueError(f"no images to evaluate in {what}; use --split all")
-    leaked = int(frame.iloc[rows]["sha256"].isin(trained_on.get("train", set())).sum())
-    if leaked:
-        log.warning("%d of the %d images evaluated were used to TRAIN this bundle: the figures are optimistic",
-                    leaked, len(rows))
+    split_file = card.file("split")
+    if split_file is not None:
+        check = check_against_training(data.table, data.images.array, rows, read_split(split_file))
+        enforce(check, allow_leakage, f"{len(check.findings)} of the {len(rows)} images evaluated are "
+                                      f"{card.name}'s training images or copies of them (the figures would be optimistic)")
     return rows, what
 
 
@@ -76,8 +80,8 @@ def _training_hashes(card: Card) -> dict[str, set[str]]:
 
 def predict_split(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
                   images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
-                  cache_dir: str | None = None, tta: str | None = None,
-                  progress: bool = True) -> tuple[Evaluation, Path]:
+                  cache_dir: str | None = None, tta: str | None = None, progress: bool = True,
+                  allow_leakage: bool = False) -> tuple[Evaluation, Path]:
     """The bundle's predictions on a split of labelled data, and the folder its results belong in
     (nothing but the data-issues report is written yet). ``tta`` None: the bundle's own."""
     pre = card.preprocessing
@@ -92,7 +96,7 @@ def predict_split(card: Card, data_path: str | Path, out: Path | None = None, fm
     suffix = "" if tta == "none" else f"-tta-{tta}"
     out = out or card.path / "evaluations" / f"{Path(data_path).stem}-{split}{suffix}"
     data = prepare(table, pre, on_bad_input, cache_dir, report=out / "data_issues.csv", progress=progress)
-    rows, what = choose_rows(data, card, split)
+    rows, what = choose_rows(data, card, split, allow_leakage)
     description = f"{card.architecture} on {Path(data_path).name} ({what}, {len(rows)} images" + \
                   (f", TTA {tta})" if tta != "none" else ")")
     ev = evaluate_model(load_model(card), card.classes, pre, data, rows, description, card.rule, tta, progress)

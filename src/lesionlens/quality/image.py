@@ -110,6 +110,11 @@ def laplacian(grey: np.ndarray) -> np.ndarray:
     return (grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1])
 
 
+def low_information(m: ImageMeasures) -> bool:
+    """Nearly uniform: too little contrast or too few grey levels to judge (or hash) the image."""
+    return m.contrast < LOW_CONTRAST_THRESHOLD or m.entropy < LOW_ENTROPY_THRESHOLD
+
+
 def problems_of(m: ImageMeasures) -> list[ImageProblem]:
     """The problems the figures show, in the order of ``CODES``."""
     found = []
@@ -118,8 +123,7 @@ def problems_of(m: ImageMeasures) -> list[ImageProblem]:
         found.append(ImageProblem(code, MESSAGES[code], round(value, 4), threshold))
 
     # A flat image has no edges to judge focus by: it is reported as low information, not blurry.
-    flat = m.contrast < LOW_CONTRAST_THRESHOLD or m.entropy < LOW_ENTROPY_THRESHOLD
-    if not flat and m.sharpness < BLUR_THRESHOLD:
+    if not low_information(m) and m.sharpness < BLUR_THRESHOLD:
         add("blurry", m.sharpness, BLUR_THRESHOLD)
     if m.brightness < DARK_THRESHOLD:
         add("too_dark", m.brightness, DARK_THRESHOLD)

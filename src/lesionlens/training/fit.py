@@ -30,6 +30,7 @@ from lesionlens.evaluation.evaluate import evaluate_model
 from lesionlens.evaluation.files import WrittenEvaluation, write_evaluation
 from lesionlens.models.freeze import set_trainable
 from lesionlens.models.registry import create_model, get_spec
+from lesionlens.quality.leakage import LeakageCheck, check_split, enforce
 from lesionlens.training.curves import plot_learning_curves
 from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
@@ -60,8 +61,10 @@ def resolve_preprocessing(cfg: RunConfig) -> Preprocessing:
     return pre
 
 
-def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: bool = True) -> PreparedData:
-    """Read, relabel, decode (cached) and split the training data; test rows are left out."""
+def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path,
+                       progress: bool = True) -> tuple[PreparedData, LeakageCheck]:
+    """Read, relabel, decode (cached) and split the training data (test rows are left out), and
+    check the split for leakage: refused unless ``cfg.data.allow_leakage``."""
     if not cfg.data.path:
         raise ValueError("no training data: pass --data PATH (a folder, a CSV or an official layout)")
     table = read_table(cfg.data.path, cfg.data.format, cfg.data.images, cfg.data.group_column)
@@ -73,7 +76,9 @@ def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: 
     data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir,
                    report=out / "data_issues.csv", progress=progress)
     split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
-    return PreparedData(split, data.images)
+    leakage = check_split(split, data.images.array)
+    enforce(leakage, cfg.data.allow_leakage, f"{cfg.data.path}: the training split")
+    return PreparedData(split, data.images), leakage
 
 
 def describe_plan(cfg: RunConfig, pre: Preprocessing, n_train: int, n_val: int) -> str:
@@ -110,7 +115,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
     pre = resolve_preprocessing(cfg)
-    data = load_training_data(cfg, pre, out, progress)
+    data, leakage = load_training_data(cfg, pre, out, progress)
     table = data.table
     write_split(table, out / SPLIT_FILE)
     train_rows, val_rows = data.rows("train"), data.rows("val")
@@ -178,7 +183,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
             else f"cpu ({torch.get_num_threads()} threads)",
             freeze_schedule=plan.schedule(cfg.train.epochs if fitted is None else 1), **run),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
-                         SPLIT_FILE, cfg.train.seed, len(table.issues)),
+                         SPLIT_FILE, cfg.train.seed, len(table.issues), leakage.record(cfg.data.allow_leakage)),
         validation=ValidationInfo(m["n_images"], m["accuracy"], m["balanced_accuracy"], m["macro_auc"],
                                   m["macro_auc_grade"], m["per_class"], m["binary"], cfg.data.train_on_val),
         calibration=rule.calibration, operating_points=rule.operating_points,

@@ -1,0 +1,50 @@
+"""One embedding per image for the data-quality check: a bundle's network, or ImageNet weights.
+
+The embedding is the input of the model's last layer, reached through the features / head seam
+(``forward_head(forward_features(x), pre_logits=True)``, as the ``features`` strategy does). With
+ImageNet weights the images are decoded at 160 px (the default recipe's size: the decoded-image
+cache of a training run is reused); a bundle's own preprocessing is used with a bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from lesionlens.data.table import ImageTable
+
+log = logging.getLogger(__name__)
+
+IMAGENET_SIZE = 160
+
+
+def embed_table(table: ImageTable, bundle: str | Path | None = None, weights: str | Path | None = None,
+                architecture: str = "efficientnet_lite0", cache_dir: str | Path | None = None,
+                progress: bool = True) -> tuple[np.ndarray, str]:
+    """N x D embeddings of ``table``'s images (zeros for the unreadable) and where they came from."""
+    from lesionlens.data.cache import decode_images
+    from lesionlens.training.features import embed
+
+    if bundle is not None:
+        from lesionlens.bundle.card import read_card
+        from lesionlens.inference import load_model
+
+        card = read_card(bundle)
+        model, pre = load_model(card), card.preprocessing
+        source = f"bundle {card.name} ({card.architecture}, {pre.image_size} px)"
+    elif weights is not None:
+        from lesionlens.models.registry import create_model, get_spec
+
+        pre = get_spec(architecture).preprocessing_for(True).resized(IMAGENET_SIZE)
+        model = create_model(architecture, 2, pretrained=True, weights=weights, image_size=pre.image_size)
+        source = f"ImageNet {architecture} ({pre.image_size} px)"
+    else:
+        raise ValueError("embeddings need a bundle or a weights folder")
+    decoded = decode_images(table.paths, pre, cache_dir, progress=progress)
+    rows = np.arange(len(table))
+    log.info("embedding %d images with %s", len(table), source)
+    features = embed(model.eval(), decoded.array, rows, pre)
+    features[sorted(decoded.failures)] = 0.0
+    return features, source
