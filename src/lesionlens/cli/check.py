@@ -13,6 +13,7 @@ examples:
   lesionlens check ../shared/data/ham10000 --out checks/ham
   lesionlens check ../shared/data/ham10000 --weights ../shared/weights --out checks/ham-embeddings
   lesionlens check my_images/ --bundle runs/mine --out checks/mine
+  lesionlens check --db cases.sqlite --weights ../shared/weights --out checks/cases   # the case store
 
 Without --bundle or --weights: exact and near duplicates (perceptual hashes), leakage by group and
 by copy, conflicting labels and image quality. With either: also possible same-lesion pairs
@@ -28,7 +29,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "report.html (galleries of every flagged pair or image) and findings.csv.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("data", help="folder, CSV or official layout of labelled images")
+    p.add_argument("data", nargs="?", help="folder, CSV or official layout of labelled images")
+    p.add_argument("--db", help="check the case store instead (its cases with a settled label): a SQLite path "
+                                "or database URL, as for `serve --db`")
+    p.add_argument("--case-images", help="with --db: the folder of case photos (default <db>.images)")
     add_setting(p, "data.format", default="auto")
     add_setting(p, "data.images")
     p.add_argument("--bundle", type=Path, help="compare the embeddings of this bundle's model")
@@ -48,9 +52,24 @@ def _check(args: argparse.Namespace) -> int:
     from lesionlens.quality.report import write_check_report
     from lesionlens.quality.result import summary_lines
 
-    result = check_path(args.data, args.data__format, args.data__images, args.bundle, args.model__weights,
-                        args.architecture, args.data__cache_dir, not args.no_label_errors, progress=not args.quiet)
-    out = args.out or Path("checks") / Path(args.data).stem
+    if (args.data is None) == (args.db is None):
+        raise ValueError("give either DATA or --db (the case store)")
+    if args.db:
+        from lesionlens.cases.store import CaseStore
+        from lesionlens.cases.table import store_table
+        from lesionlens.quality.check import check_table
+
+        table, unsettled = store_table(CaseStore.open(args.db, args.case_images))
+        print(f"{len(table)} cases with a settled label ({unsettled} without one are not checked)")
+        if not len(table):
+            return 0
+        result = check_table(table, args.bundle, args.model__weights, args.architecture, args.data__cache_dir,
+                             not args.no_label_errors, progress=not args.quiet)
+        out = args.out or Path("checks") / "cases"
+    else:
+        result = check_path(args.data, args.data__format, args.data__images, args.bundle, args.model__weights,
+                            args.architecture, args.data__cache_dir, not args.no_label_errors, progress=not args.quiet)
+        out = args.out or Path("checks") / Path(args.data).stem
     html, csv = write_check_report(result, out)
     print("\n".join(summary_lines(result)))
     print(f"\nReport: {html}\nFindings: {csv}")

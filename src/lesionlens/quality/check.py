@@ -142,7 +142,14 @@ def check_path(data: str | Path, fmt: str = "auto", images: str | Path | None = 
         log.warning("leaving out %d of %d rows the reader could not use; first: %s", len(table.bad_rows),
                     len(table), table.issues[0])
         table = table.subset(~np.isin(np.arange(len(table)), sorted(table.bad_rows)))
-    table = replace(table, issues=[])
+    return check_table(replace(table, issues=[]), bundle, weights, architecture, cache_dir, label_errors, progress)
+
+
+def check_table(table: ImageTable, bundle: str | Path | None = None, weights: str | Path | None = None,
+                architecture: str = "efficientnet_lite0", cache_dir: str | Path | None = None,
+                label_errors: bool = True, progress: bool = True) -> CheckResult:
+    """Embed ``table``'s images with ``bundle``'s model or ImageNet ``weights`` where given, and
+    check it (the case store's table comes here directly)."""
     embeddings, source, seconds = None, None, 0.0
     if bundle is not None or weights is not None:
         from lesionlens.quality.embeddings import embed_table

@@ -98,7 +98,9 @@ def measure_image(rgb: np.ndarray, original_size: tuple[int, int] | None = None)
     width, height = original_size if original_size is not None else (rgb.shape[1], rgb.shape[0])
     grey = working_copy(rgb)
     variance = float(grey.var())
-    sharpness = float(laplacian(grey).var()) / variance if variance > 1e-6 else 0.0
+    edges = laplacian(grey)
+    # under 3 x 3 pixels there is no Laplacian: no focus to judge (such images are too_small anyway)
+    sharpness = float(edges.var()) / variance if variance > 1e-6 and edges.size else 0.0
     counts = np.bincount(grey.astype(np.uint8).ravel(), minlength=256).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
     entropy = float(-(p * np.log2(p)).sum())
