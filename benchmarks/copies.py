@@ -22,7 +22,12 @@ from PIL import Image
 
 from lesionlens.data.images import resize_square
 from lesionlens.models.registry import create_model, get_spec
-from lesionlens.quality.copies import COPY_SIZE, COPY_THRESHOLD, copy_descriptors, copy_similarity
+from lesionlens.quality.copies import (
+    COPY_SIZE,
+    COPY_THRESHOLD,
+    copy_descriptors,
+    copy_similarity,
+)
 from lesionlens.quality.duplicates import HASH_THRESHOLD, hash_distances
 from lesionlens.quality.fingerprint import dihedral_phashes
 

@@ -13,7 +13,12 @@ from lesionlens.data.images import resize_square
 from lesionlens.data.load import read_table
 from lesionlens.models.registry import create_model, get_spec
 from lesionlens.quality.check import check_images
-from lesionlens.quality.copies import COPY_SIZE, copy_descriptors, copy_pairs, copy_similarity
+from lesionlens.quality.copies import (
+    COPY_SIZE,
+    copy_descriptors,
+    copy_pairs,
+    copy_similarity,
+)
 
 VIEWS = [lambda a, k=k: np.rot90(a, k) for k in range(4)] + [lambda a, k=k: np.rot90(a, k)[:, ::-1] for k in range(4)]
 
