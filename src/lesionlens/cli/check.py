@@ -16,8 +16,9 @@ examples:
   lesionlens check --db cases.sqlite --weights ../shared/weights --out checks/cases   # the case store
 
 Without --bundle or --weights: exact and near duplicates (perceptual hashes), leakage by group and
-by copy, conflicting labels and image quality. With either: also possible same-lesion pairs
-(embedding cosine) and suspected label errors (confident learning on out-of-fold probabilities).
+by copy, conflicting labels and image quality. With either: also altered copies the hash misses
+(cropped ones: the network's feature maps over 8 quarter turns and mirrors), possible same-lesion
+pairs (embedding cosine) and suspected label errors (confident learning on out-of-fold probabilities).
 """
 
 

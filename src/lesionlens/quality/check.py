@@ -1,12 +1,15 @@
 """The data-quality check of a whole table: the library side of ``lesionlens check``.
 
     table -> one full-resolution pass (pixel digests, dihedral pHashes, sizes, quality figures)
-          -> exact and near duplicates -> [embeddings: same-lesion pairs, suspected label errors]
+          -> exact and near duplicates (hashes) -> [a network: altered copies by feature maps,
+             same-lesion pairs, suspected label errors]
           -> leakage across partitions, conflicting labels, image-quality problems -> CheckResult
 
 :func:`check_images` takes an :class:`~lesionlens.data.table.ImageTable` (any reader's, or one a
-case store builds from its database) and, optionally, one embedding per row; :func:`check_path`
-reads a data path and computes the embeddings from a bundle or ImageNet weights first.
+case store builds from its database) and, optionally, one embedding and one set of copy
+descriptors (quality.copies) per row; :func:`check_path` reads a data path and computes both from a
+bundle or ImageNet weights first. An altered copy is a pair the hash or the copy descriptors call
+one picture; "possibly the same lesion" is a pair of close ordinary embeddings, for review.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lesionlens.data.table import ImageTable
+from lesionlens.quality.copies import COPY_THRESHOLD, copy_pairs
 from lesionlens.quality.duplicates import (
     EMBEDDING_THRESHOLD,
     HASH_THRESHOLD,
@@ -41,12 +45,15 @@ NO_MODEL = ("no embeddings: pass --bundle B (a trained bundle) or --weights DIR 
 def check_images(table: ImageTable, embeddings: np.ndarray | None = None, embedding_source: str | None = None,
                  hash_threshold: int = HASH_THRESHOLD, embedding_threshold: float = EMBEDDING_THRESHOLD,
                  label_errors: bool = True, seed: int = 0, workers: int | None = None,
-                 progress: bool = False) -> CheckResult:
+                 progress: bool = False, copy_descriptors: np.ndarray | None = None,
+                 copy_threshold: float = COPY_THRESHOLD) -> CheckResult:
     """Every finding on ``table``'s images; ``embeddings`` (one row per table row) enable the
-    same-lesion pairs and the suspected label errors."""
+    same-lesion pairs and the suspected label errors; ``copy_descriptors`` (N x 8 x D, from
+    quality.copies) find altered copies the hash misses (cropped ones)."""
     result = CheckResult(table, settings={"hash_threshold_bits": hash_threshold, "hash": "pHash 256 bits, 8 dihedral views",
                                           "embedding_threshold": embedding_threshold,
-                                          "embeddings": embedding_source or "none"})
+                                          "embeddings": embedding_source or "none",
+                                          "copy_threshold": copy_threshold if copy_descriptors is not None else "none"})
     clock = time.perf_counter()
     prints = scan_files(table.paths, workers, progress)
     result.seconds["scan"] = time.perf_counter() - clock
@@ -54,6 +61,8 @@ def check_images(table: ImageTable, embeddings: np.ndarray | None = None, embedd
     valid = prints.valid
     if embeddings is not None and len(embeddings) != len(table):
         raise ValueError(f"{len(embeddings)} embeddings for {len(table)} images")
+    if copy_descriptors is not None and len(copy_descriptors) != len(table):
+        raise ValueError(f"{len(copy_descriptors)} copy descriptors for {len(table)} images")
 
     clock = time.perf_counter()
     exact = exact_pairs(prints.digests)
@@ -65,6 +74,17 @@ def check_images(table: ImageTable, embeddings: np.ndarray | None = None, embedd
     result.findings += [Finding("near_duplicate", p.a, p.b, p.score,
                                 f"altered copies: pHash distance {p.score:g} of 256 bits") for p in copies]
     result.seconds["duplicates"] = time.perf_counter() - clock
+    hashed = copies
+    if copy_descriptors is not None:
+        clock = time.perf_counter()
+        known = same_pixels | {(p.a, p.b) for p in copies}
+        mapped = [p for p in copy_pairs(copy_descriptors, copy_threshold, valid)
+                  if (p.a, p.b) not in known and groups.get(p.a, -1) != groups.get(p.b, -2)]
+        result.findings += [Finding("near_duplicate", p.a, p.b, p.score,
+                                    f"altered copies: feature-map cosine {p.score:.3f} (closest of 8 dihedral views)")
+                            for p in mapped]
+        copies = copies + mapped
+        result.seconds["copies"] = time.perf_counter() - clock
 
     lesion: list[Pair] = []
     if embeddings is not None:
@@ -81,7 +101,7 @@ def check_images(table: ImageTable, embeddings: np.ndarray | None = None, embedd
         result.findings += split_leaks(table, exact, copies, lesion)
     else:
         result.skipped["leakage"] = "the data has no partitions (train / val / test) to leak between"
-    result.findings += _conflicts(table, exact + copies)
+    result.findings += _conflicts(table, exact + copies, {(p.a, p.b) for p in hashed})
     for i, m in enumerate(prints.measures):
         for problem in problems_of(m) if m is not None else []:
             result.findings.append(Finding("image_quality", i, None, problem.value, problem.message, problem.code))
@@ -104,11 +124,15 @@ def _groups(exact: list[Pair]) -> list[list[int]]:
     return list(out.values())
 
 
-def _conflicts(table: ImageTable, pairs: list[Pair]) -> list[Finding]:
+def _conflicts(table: ImageTable, pairs: list[Pair], hashed: set[tuple[int, int]]) -> list[Finding]:
     labels = table.frame["label"].astype(str).to_numpy()
-    return [Finding("conflicting_labels", p.a, p.b, p.score,
-                    f"one picture labelled {labels[p.a]} and {labels[p.b]}" +
-                    (" (identical pixels)" if p.score == 0 else f" (pHash distance {p.score:g})"))
+
+    def how(p: Pair) -> str:
+        if (p.a, p.b) not in hashed:
+            return f" (feature-map cosine {p.score:.3f})" if p.score != 0 else " (identical pixels)"
+        return f" (pHash distance {p.score:g})"
+
+    return [Finding("conflicting_labels", p.a, p.b, p.score, f"one picture labelled {labels[p.a]} and {labels[p.b]}" + how(p))
             for p in pairs if labels[p.a] != labels[p.b]]
 
 
@@ -147,17 +171,21 @@ def check_path(data: str | Path, fmt: str = "auto", images: str | Path | None = 
 
 def check_table(table: ImageTable, bundle: str | Path | None = None, weights: str | Path | None = None,
                 architecture: str = "efficientnet_lite0", cache_dir: str | Path | None = None,
-                label_errors: bool = True, progress: bool = True) -> CheckResult:
+                label_errors: bool = True, progress: bool = True, copy_threshold: float = COPY_THRESHOLD) -> CheckResult:
     """Embed ``table``'s images with ``bundle``'s model or ImageNet ``weights`` where given, and
     check it (the case store's table comes here directly)."""
-    embeddings, source, seconds = None, None, 0.0
+    embeddings, descriptors, source, seconds = None, None, None, {}
     if bundle is not None or weights is not None:
-        from lesionlens.quality.embeddings import embed_table
+        from lesionlens.quality.embeddings import describe_copies, embed_table
 
         clock = time.perf_counter()
         embeddings, source = embed_table(table, bundle, weights, architecture, cache_dir, progress)
-        seconds = time.perf_counter() - clock
-    result = check_images(table, embeddings, source, label_errors=label_errors, progress=progress)
-    if embeddings is not None:
-        result.seconds = {"embedding": seconds, **result.seconds}
+        seconds["embedding"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        descriptors, copy_source = describe_copies(table, bundle, weights, architecture, cache_dir, progress)
+        seconds["copy descriptors"] = time.perf_counter() - clock
+        source = f"{source}; copies: {copy_source}"
+    result = check_images(table, embeddings, source, label_errors=label_errors, progress=progress,
+                          copy_descriptors=descriptors, copy_threshold=copy_threshold)
+    result.seconds = {**seconds, **result.seconds}
     return result

@@ -18,8 +18,8 @@ import numpy as np
 # +-20%) among the other 5,484 HAM10000 lesions, 7,500 true pairs. Without cropping, at 24 bits:
 # recall 0.9996, pair precision 1.000 (0 false pairs); at 32: recall 1.000, precision 0.994 (42).
 # With a crop of up to 10% added to every copy, a perceptual hash fails: at 24 bits recall 0.076
-# (precision 1.000), at 48 recall 0.340 (precision 0.978). Cropped copies are found by embeddings
-# (same_lesion), not by hashes.
+# (precision 1.000), at 48 recall 0.340 (precision 0.978). Cropped copies are left to the network's
+# feature maps (quality.copies), where a network is given.
 HASH_THRESHOLD = 24
 
 # Cosine similarity of embeddings at or above which a mutual nearest-neighbour pair is reported as

@@ -105,7 +105,7 @@ def split_leaks(table: ImageTable, exact: list[Pair], copies: list[Pair],
     when embeddings were compared, by likely same lesion (for review)."""
     findings = group_leaks(table)
     findings += pair_leaks(table, exact, "exact_copy", "identical pixels")
-    findings += pair_leaks(table, copies, "near_copy", "altered copies (pHash distance)")
+    findings += pair_leaks(table, copies, "near_copy", "altered copies (pHash distance or feature-map cosine)")
     findings += pair_leaks(table, same_lesion or [], "same_lesion", "likely the same lesion (embedding cosine)")
     return findings
 

@@ -13,7 +13,8 @@ from lesionlens.data.table import ImageTable
 # The kinds of finding, in report order, with what each means.
 KINDS = {
     "exact_duplicate": "identical decoded pixels",
-    "near_duplicate": "altered copies: perceptual hashes within the threshold (any quarter turn or mirror image)",
+    "near_duplicate": "altered copies: perceptual hashes within the threshold, or (with a network) feature maps "
+                      "of the 8 dihedral views this close (cropped copies); any quarter turn or mirror image",
     "same_lesion": "possibly the same lesion photographed twice: close embeddings, for review",
     "leakage": "one lesion or one picture on both sides of the split",
     "conflicting_labels": "one picture (identical or an altered copy) with different labels",
