@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 
 from lesionlens.serving.process import server_process
+from serve_bench import read_response  # benchmarks/ is on the path when this script runs
 
 SITES = ("back", "face", "lower extremity", "trunk", "upper extremity")
 
@@ -112,15 +113,7 @@ async def _sustained(port: int, files: list[bytes], rate: float, seconds: float,
                 try:
                     writer.write(requests[i])
                     await writer.drain()
-                    status = int((await reader.readline()).split()[1])
-                    length, close = 0, False
-                    while (line := await reader.readline()) not in (b"\r\n", b""):
-                        key, _, value = line.decode("latin-1").partition(":")
-                        if key.lower() == "content-length":
-                            length = int(value)
-                        elif key.lower() == "connection" and "close" in value.lower():
-                            close = True
-                    body = await reader.readexactly(length)
+                    status, body, close = await read_response(reader)
                     results["locked"] += b"locked" in body.lower()
                 except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
                     status, close = 0, True

@@ -18,9 +18,9 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from lesionlens.data.load import read_table
-from lesionlens.quality.embeddings import embed_table
 from lesionlens.quality.labels import find_label_issues, out_of_fold_probabilities
 from lesionlens.quality.result import text
+from same_lesion import cached_embeddings  # benchmarks/ is on the path when this script runs
 
 
 def main() -> None:
@@ -32,12 +32,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     table = read_table(args.data)
-    if args.embeddings and args.embeddings.is_file():
-        emb = np.load(args.embeddings)
-    else:
-        emb, _ = embed_table(table, weights=args.weights, progress=False)
-        if args.embeddings:
-            np.save(args.embeddings, emb)
+    emb = cached_embeddings(table, args.weights, args.embeddings)
     y = table.targets()
     c = len(table.classes)
     rng = np.random.default_rng(args.seed)

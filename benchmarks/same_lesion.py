@@ -46,6 +46,18 @@ def pairs_png(result, kind: str, path: Path, count: int = 24, side: int = 150) -
     return names
 
 
+def cached_embeddings(table, weights: Path, path: Path | None) -> np.ndarray:
+    """ImageNet embeddings of ``table``: read from ``path`` (.npy) when it exists, else computed and
+    written there, so several benchmarks pay for them once."""
+    if path and path.is_file():
+        return np.load(path)
+    emb, _ = embed_table(table, weights=weights, progress=False)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, emb)
+    return emb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -55,13 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     started = time.perf_counter()
     table = read_table(args.data)
-    if args.embeddings and args.embeddings.is_file():
-        emb = np.load(args.embeddings)
-    else:
-        emb, _ = embed_table(table, weights=args.weights, progress=False)
-        if args.embeddings:
-            args.embeddings.parent.mkdir(parents=True, exist_ok=True)
-            np.save(args.embeddings, emb)
+    emb = cached_embeddings(table, args.weights, args.embeddings)
     result = check_images(table, emb, "ImageNet efficientnet_lite0", label_errors=False)
     html, csv = write_check_report(result, args.out)
     print("\n".join(summary_lines(result)))

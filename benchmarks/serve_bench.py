@@ -109,6 +109,19 @@ def request_bytes(port: int, name: str, data: bytes) -> bytes:
     return head + body
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """One HTTP/1.1 response: (status, body, whether the server closes the connection)."""
+    status = int((await reader.readline()).split()[1])
+    length, close = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        key, _, value = line.decode("latin-1").partition(":")
+        if key.lower() == "content-length":
+            length = int(value)
+        elif key.lower() == "connection" and "close" in value.lower():
+            close = True
+    return status, await reader.readexactly(length), close
+
+
 @dataclass
 class LoadResult:
     clients: int
@@ -132,15 +145,7 @@ async def _client(port: int, requests: list[bytes], offset: int, deadline: float
             try:
                 writer.write(requests[i % len(requests)])
                 await writer.drain()
-                status = int((await reader.readline()).split()[1])
-                length, close = 0, False
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    key, _, value = line.decode("latin-1").partition(":")
-                    if key.lower() == "content-length":
-                        length = int(value)
-                    elif key.lower() == "connection" and "close" in value.lower():
-                        close = True
-                await reader.readexactly(length)
+                status, _, close = await read_response(reader)
             except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
                 status, close = 0, True
             if status == 200:

@@ -10,29 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
 from helpers import write_image
-
-CHROMIUM = os.environ.get("LESIONLENS_CHROMIUM", "/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is not installed"
-    if missing is None and not Path(CHROMIUM).exists():
-        missing = f"no chromium at {CHROMIUM} (apt-get install chromium)"
-    if missing:
-        if os.environ.get("LESIONLENS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"LESIONLENS_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield b
-        b.close()
 
 
 def _real_image(shared: Path, tmp_path: Path) -> Path:

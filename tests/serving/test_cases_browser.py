@@ -23,32 +23,12 @@ from PIL import Image
 from lesionlens.cases.store import CaseStore
 from lesionlens.serving.process import server_process
 
-CHROMIUM = os.environ.get("LESIONLENS_CHROMIUM", "/usr/bin/chromium")
 ADMIN = "admin-secret"
 INTERVAL = re.compile(r"^\d\.\d\d \[\d\.\d\d, \d\.\d\d\] n=\d+$")
 # (site, age, sex, colour): a few subgroups on every dimension; the colours spread the tiny model's answers
 CASES = [("back", 60, "male", (60, 40, 30)), ("back", 72, "female", (150, 100, 70)),
          ("face", 35, "female", (220, 150, 160)), ("chest", 20, "male", (120, 80, 60)),
          ("lower extremity", 50, "male", (100, 70, 50))]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is not installed"
-    if missing is None and not Path(CHROMIUM).exists():
-        missing = f"no chromium at {CHROMIUM} (apt-get install chromium)"
-    if missing:
-        if os.environ.get("LESIONLENS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"LESIONLENS_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield b
-        b.close()
 
 
 class Server:

@@ -196,10 +196,6 @@ class CaseStore:
         with self.engine.connect() as c:
             return c.execute(select(func.count()).select_from(schema.cases)).scalar_one()
 
-    def exists(self, case_id: str) -> bool:
-        with self.engine.connect() as c:
-            return c.execute(select(schema.cases.c.id).where(schema.cases.c.id == case_id)).first() is not None
-
     def image_path(self, case_id: str) -> Path | None:
         with self.engine.connect() as c:
             row = c.execute(select(schema.cases.c.image_sha256, schema.cases.c.image_format)

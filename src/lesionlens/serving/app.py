@@ -109,9 +109,6 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
         return result
 
     async def _predict_and_store(name: str, data: bytes, explain: bool) -> dict:
-        from lesionlens.cases.store import CaseMetadata
-        from lesionlens.serving.cases import predict_and_prepare
-
         result, prepared = await predict_and_prepare(cases, lambda n, d: _predict_one(n, d, explain), name, data,
                                                       settings.max_pixels)
         stored = {k: v for k, v in result.items() if k != "heatmap"}
@@ -152,7 +149,9 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
                         headers={"X-Top-Class": result["top_class"]})
 
     if cases is not None:
-        from lesionlens.serving.cases import add_case_routes
+        # imported only with a case store: a plain prediction server loads no database code
+        from lesionlens.cases.store import CaseMetadata
+        from lesionlens.serving.cases import add_case_routes, predict_and_prepare
 
         add_case_routes(app, cases, authenticator, lambda f: _read(f, settings), _predict_one, list(model.classes),
                         settings.max_pixels)
