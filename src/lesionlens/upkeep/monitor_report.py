@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from lesionlens import __version__
-from lesionlens.upkeep.monitor import MonitorResult, write_json
+from lesionlens.upkeep.monitor_result import MonitorResult, write_json
 
 TEMPLATE = "monitor.html.j2"
 PLOTS = "monitor_plots.js"
