@@ -7,16 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lesionlens.bundle.card import read_card
-from lesionlens.digest import tree_digest
-
-# The registry's definition of a bundle's digest (lesionlens.bundle.registry.bundle_digest), used
-# here until that module is on main.
-REGISTRY_EXCLUDE = ("checkpoints", "logs", "evaluations")
-
-
-def bundle_digest(folder: str | Path) -> str:
-    return tree_digest(folder, exclude=REGISTRY_EXCLUDE)
-
+from lesionlens.bundle.registry import bundle_digest
 
 @dataclass(frozen=True)
 class BundleIdentity:
