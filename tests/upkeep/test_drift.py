@@ -10,10 +10,10 @@ from lesionlens.upkeep.drift import (
     DriftTests,
     Sample,
     class_mix_test,
+    gaussian_kernel,
     holm,
     median_bandwidth,
     mmd_permutation,
-    gaussian_kernel,
     output_test,
     quality_test,
 )

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from monitor_helpers import WINDOW
 
 from lesionlens.bundle.card import update_card
 from lesionlens.cases.store import CaseStore
@@ -17,8 +18,6 @@ from lesionlens.upkeep.identity import BundleIdentity
 from lesionlens.upkeep.monitor import Monitor, OutputCache, answered_by, monitor_files
 from lesionlens.upkeep.outputs import MonitorError
 from lesionlens.upkeep.reference import load_reference
-
-WINDOW = 10  # the window the session's reference profile has thresholds for (tests/upkeep/conftest.py)
 
 
 def run(m, **kwargs):

@@ -155,6 +155,9 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
 
         add_case_routes(app, cases, authenticator, lambda f: _read(f, settings), _predict_one, list(model.classes),
                         settings.max_pixels)
+        from lesionlens.serving.monitor import add_monitor_routes  # GET /v1/monitor, /monitor
+
+        add_monitor_routes(app, cases.store, authenticator, lambda: service.model, settings.monitor_reference)
 
         @app.get("/label", response_class=HTMLResponse, include_in_schema=False)
         def label_page() -> str:

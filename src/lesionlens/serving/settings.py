@@ -42,6 +42,9 @@ class ServeSettings:
     store_predictions: bool = False
     # Tokens from the store are looked up at most this often; revoking one takes effect within it.
     token_cache_s: float = 5.0
+    # The served bundle's reference profile (`lesionlens monitor reference`), for GET /v1/monitor and
+    # /monitor (with a case store). None: those routes answer how to give one.
+    monitor_reference: str | None = None
 
     def resolved_threads(self) -> int:
         return self.threads or usable_cores()
