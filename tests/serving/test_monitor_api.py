@@ -108,3 +108,21 @@ def test_the_monitor_page_plots_the_windows_in_a_browser(monitored, browser, tmp
         assert page.locator("figure[data-test='outputs'] svg circle[r='5']").count() >= 1  # fired windows marked
         assert not errors
         page.close()
+
+
+def test_the_report_file_draws_the_same_plots_offline(monitored, browser, tmp_path):
+    from lesionlens.upkeep.monitor import monitor_files
+    from lesionlens.upkeep.monitor_report import write_report
+
+    html, _ = write_report(monitor_files(monitored.db, monitored.bundle, monitored.reference, WINDOW,
+                                         monitored.images), tmp_path / "report")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else route.continue_())
+    page.goto(html.as_uri())
+    assert page.text_content("#verdict").strip() == "DRIFT"
+    assert page.locator("figure[data-test='embeddings'] svg circle").count() == 4
+    assert page.locator("#window-table tr").count() == 1 + 4
+    assert not errors
+    page.close()

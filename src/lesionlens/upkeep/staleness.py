@@ -16,7 +16,7 @@ from datetime import datetime
 from lesionlens.bundle.card import Card
 from lesionlens.cases.store import CaseRecord
 
-BASIS = "the card's creation time (the bundle records no date for its training images)"
+BASIS = "the card's creation time: the bundle records no date for its training images"
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,10 @@ class Staleness:
 
     def lines(self) -> list[str]:
         share = "" if self.share_newer is None else f" ({self.share_newer:.0%})"
-        return [f"staleness: {self.days:.1f} days since the training data's cutoff {self.cutoff:%Y-%m-%d %H:%M} UTC "
-                f"({self.basis}); {self.newer} of {self.cases} stored cases are newer than the model{share}, "
-                f"{self.labelled_newer} of them labelled"]
+        return [f"staleness: {self.days:.1f} days since the training data's cutoff, {self.cutoff:%Y-%m-%d %H:%M} UTC "
+                f"({self.basis})",
+                f"  {self.newer} of {self.cases} stored cases are newer than the model{share}, {self.labelled_newer} "
+                "of them labelled"]
 
 
 def staleness(card: Card, records: list[CaseRecord], as_of: datetime) -> Staleness:

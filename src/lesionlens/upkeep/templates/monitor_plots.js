@@ -26,8 +26,7 @@ function monitorChart(title, yLabel, series, options) {
   const o = Object.assign({width: 640, height: 220, log: false, yMin: 0, yMax: 1, lines: []}, options || {});
   const m = {l: 56, r: 12, t: 26, b: 34};
   const w = o.width - m.l - m.r, h = o.height - m.t - m.b;
-  const xs = series.flatMap((s) => s.points.map((p) => p.x));
-  const xMax = Math.max(1, ...xs);
+  const xMax = Math.max(1, o.xMax || 0, ...series.flatMap((s) => s.points.map((p) => p.x)));
   const tf = (v) => (o.log ? Math.log10(Math.max(v, o.yMin)) : v);
   const y0 = tf(o.yMin), y1 = tf(o.yMax);
   const X = (x) => m.l + (xMax === 0 ? w / 2 : (x / xMax) * w);
@@ -35,8 +34,7 @@ function monitorChart(title, yLabel, series, options) {
   const svg = svgEl("svg", {viewBox: `0 0 ${o.width} ${o.height}`, width: "100%", role: "img", class: "monitor-chart"});
   svg.appendChild(svgEl("title", {}, `${title} (numbers in the table)`));
   svg.appendChild(svgEl("text", {x: m.l, y: 16, "font-size": 13, "font-weight": 600, fill: "#102a43"}, title));
-  const ticks = o.log ? [o.yMin, 1e-3, 1e-2, 1e-1, 1].filter((v, i, a) => v >= o.yMin && a.indexOf(v) === i)
-                      : [0, 0.25, 0.5, 0.75, 1].map((f) => o.yMin + f * (o.yMax - o.yMin));
+  const ticks = o.log ? logTicks(o.yMin) : [0, 0.25, 0.5, 0.75, 1].map((f) => o.yMin + f * (o.yMax - o.yMin));
   for (const t of ticks) {
     svg.appendChild(svgEl("line", {x1: m.l, x2: m.l + w, y1: Y(t), y2: Y(t), stroke: "#e4e7eb"}));
     svg.appendChild(svgEl("text", {x: m.l - 6, y: Y(t) + 4, "font-size": 10, "text-anchor": "end", fill: "#627d98"},
@@ -74,6 +72,15 @@ function monitorChart(title, yLabel, series, options) {
   return svg;
 }
 
+// Powers of ten from `floor` up to 1, at most six of them.
+function logTicks(floor) {
+  const decades = Math.round(-Math.log10(floor));
+  const step = Math.max(1, Math.ceil(decades / 5));
+  const ticks = [];
+  for (let d = 0; d <= decades; d += step) ticks.push(Math.pow(10, -d));
+  return ticks;
+}
+
 function monitorLegend(items) {
   const ul = htmlEl("ul", null, "monitor-legend");
   for (const [name, colour] of items) {
@@ -95,16 +102,18 @@ function drawMonitor(box, report) {
     return;
   }
   const tests = Object.keys(report.calibration.thresholds);
-  const minP = Math.min(1e-4, ...windows.flatMap((w) => tests.map((t) => Math.max(w.tests[t].p_value, 1e-12))));
-  const floor = Math.pow(10, Math.floor(Math.log10(minP)));
+  const xMax = windows[windows.length - 1].index;
   tests.forEach((t, i) => {
+    // each chart reaches a decade below its smallest p-value and its threshold (p-values under 1e-16 sit there)
+    const least = Math.min(report.calibration.thresholds[t] / 10, ...windows.map((w) => w.tests[t].p_value));
+    const floor = Math.pow(10, Math.floor(Math.log10(Math.max(least, 1e-16))));
     const points = windows.map((w) => ({x: w.index, y: Math.max(w.tests[t].p_value, floor), mark: w.tests[t].drift,
                                         label: `p = ${w.tests[t].p_value.toExponential(2)}${w.tests[t].drift ? " (drift)" : ""}`}));
     const fig = htmlEl("figure");
     fig.dataset.test = t;
     fig.appendChild(monitorChart(`${t}: p-value per window`, "p-value (log)",
       [{name: t, colour: MONITOR_PALETTE[i % MONITOR_PALETTE.length], points}],
-      {log: true, yMin: floor, yMax: 1, lines: [{y: report.calibration.thresholds[t], label: "threshold"}]}));
+      {log: true, yMin: floor, yMax: 1, xMax, lines: [{y: report.calibration.thresholds[t], label: "threshold"}]}));
     fig.appendChild(htmlEl("figcaption", report.tests[t] || t));
     box.appendChild(fig);
   });
@@ -113,7 +122,7 @@ function drawMonitor(box, report) {
     points: windows.map((w) => ({x: w.index, y: w.class_mix[c] / w.cases}))}));
   const mixFig = htmlEl("figure");
   mixFig.dataset.test = "class_mix_share";
-  mixFig.appendChild(monitorChart("Predicted-class mix per window", "share of cases", mix, {}));
+  mixFig.appendChild(monitorChart("Predicted-class mix per window", "share of cases", mix, {xMax}));
   mixFig.appendChild(monitorLegend(mix.map((s) => [s.name, s.colour])));
   box.appendChild(mixFig);
   const qMax = Math.max(0.05, report.reference.quality_rate * 1.5, ...windows.map((w) => w.quality_rate * 1.2));
@@ -121,7 +130,7 @@ function drawMonitor(box, report) {
   qFig.dataset.test = "quality_rate";
   qFig.appendChild(monitorChart("Quality-flag rate per window", "share flagged",
     [{name: "quality flags", colour: MONITOR_PALETTE[5], points: windows.map((w) => ({x: w.index, y: w.quality_rate}))}],
-    {yMax: qMax, lines: [{y: report.reference.quality_rate, label: "reference", colour: "#627d98"}]}));
+    {yMax: qMax, xMax, lines: [{y: report.reference.quality_rate, label: "reference", colour: "#627d98"}]}));
   box.appendChild(qFig);
   for (const view of report.views) {
     const series = [["sensitivity", MONITOR_PALETTE[0]], ["specificity", MONITOR_PALETTE[1]]].map(([what, colour]) => ({
@@ -136,7 +145,7 @@ function drawMonitor(box, report) {
     if (!series.some((s) => s.points.length)) {
       fig.appendChild(htmlEl("p", `${view}: no settled labels yet in any window.`, "note"));
     } else {
-      fig.appendChild(monitorChart(`${view}: sensitivity and specificity at the operating point (95% Wilson)`, "rate", series, {}));
+      fig.appendChild(monitorChart(`${view}: sensitivity and specificity at the operating point (95% Wilson)`, "rate", series, {xMax}));
       fig.appendChild(monitorLegend(series.map((s) => [s.name, s.colour])));
     }
     box.appendChild(fig);
