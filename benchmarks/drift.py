@@ -87,6 +87,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--splits", type=int, default=10,
+                    help="reference / pool splits (seeds) over which the false-alarm rate at N=200 is measured again")
+    ap.add_argument("--compare-embedding-tests", type=int, default=20, metavar="WINDOWS",
+                    help="windows of 50 per set on which MMD and a domain classifier are compared (0: skip)")
     args = ap.parse_args()
 
     identity = BundleIdentity.of(args.bundle)
@@ -123,12 +127,12 @@ def main() -> None:
     names = list(tests.names)
     rates: dict[tuple[str, int], dict[str, float]] = {}
     timing = []
-    for set_name, out in sets.items():
+    for k, (set_name, out) in enumerate(sets.items()):
         sample = Sample(out.probabilities, None if out.embeddings is None else profile.projection(out.embeddings),
                         out.flagged)
         for size in sizes:
             c = profile.calibrations[size]
-            rng = np.random.default_rng([args.seed, size, len(set_name)])
+            rng = np.random.default_rng([args.seed, size, k])
             fired = np.zeros((args.windows, len(names)), dtype=bool)
             t = time.perf_counter()
             for i in range(args.windows):
@@ -166,6 +170,84 @@ def main() -> None:
         per_size.setdefault(size, []).append(t)
     print("\nCost of testing one window (all four tests, 500 permutations): "
           + ", ".join(f"N={s} {1000 * np.mean(v):.0f} ms" for s, v in per_size.items()))
+    if args.splits and 200 in sizes:
+        false_alarms_over_splits(val, rows, identity, model.classes, args)
+    if args.compare_embedding_tests:
+        compare_embedding_tests(profile, sets, args.compare_embedding_tests, args.seed)
+
+
+def false_alarms_over_splits(val: ModelOutputs, rows, identity, classes, args) -> None:
+    """The false-alarm rate at N=200 again for other reference / pool splits: the 200 windows of one
+    split share its pool (each is a third of it), so one split's rate varies more than 200
+    independent windows would; several splits show by how much."""
+    print(f"\nFalse alarms at N=200 over {args.splits} reference / pool splits ({args.windows} windows each):")
+    position = {r.image_id: i for i, r in enumerate(rows)}
+    found = []
+    for seed in range(args.splits):
+        ref_rows, pool_rows = halves(rows, seed)
+        ref = _take(val, [position[r.image_id] for r in ref_rows])
+        pool = _take(val, [position[r.image_id] for r in pool_rows])
+        profile = profile_of(identity, classes, f"split {seed}", ref.probabilities, ref.embeddings, ref.flagged,
+                             ReferenceSettings((200,), args.target, args.draws, seed=seed))
+        tests, c = profile.tests(), profile.calibrations[200]
+        sample = Sample(pool.probabilities, profile.projection(pool.embeddings), pool.flagged)
+        rng = np.random.default_rng([seed, 200])
+        fired = []
+        for _ in range(args.windows):
+            results = tests.run(sample.take(rng.choice(len(sample), 200, replace=False)), rng)
+            fired.append(any(results[n].p_value < c.thresholds[n] for n in c.thresholds))
+        found.append(float(np.mean(fired)))
+        print(f"  split {seed}: reference {len(ref_rows)}, pool {len(pool_rows)}: {found[-1]:.1%} "
+              f"(calibration windows {c.false_alarms['any']:.1%})", flush=True)
+    print(f"  mean {np.mean(found):.1%}, range {min(found):.1%}-{max(found):.1%}; "
+          f"{sum(f <= 0.05 for f in found)} of {len(found)} splits at or below 5%")
+
+
+def compare_embedding_tests(profile, sets: dict[str, ModelOutputs], windows: int, seed: int) -> None:
+    """MMD with a permutation test against a domain classifier with a permutation test (logistic
+    regression on the same principal components, its AUC on a held-out half of window + reference,
+    100 permutations of the labels), each alone at p < 0.05, on windows of 50: power and cost."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    from lesionlens.upkeep.drift import gaussian_kernel, mmd_permutation
+
+    ref = profile.sample.embeddings
+    size, permutations = 50, 100
+
+    def classifier_p(window: np.ndarray, rng: np.random.Generator) -> float:
+        x = np.vstack([window, ref])
+        y = np.r_[np.ones(len(window)), np.zeros(len(ref))]
+
+        def auc(labels: np.ndarray) -> float:
+            a, b, ya, yb = train_test_split(x, labels, test_size=0.5, stratify=labels, random_state=0)
+            return roc_auc_score(yb, LogisticRegression(max_iter=300).fit(a, ya).decision_function(b))
+
+        observed = auc(y)
+        null = [auc(rng.permutation(y)) for _ in range(permutations)]
+        return (1 + sum(a >= observed for a in null)) / (1 + permutations)
+
+    print(f"\nEmbedding tests compared alone at p < 0.05, {windows} windows of {size} per set "
+          f"(MMD: {profile.permutations} permutations; domain classifier: {permutations} permutations):")
+    print(f"{'set':<18}{'MMD':>10}{'classifier':>12}{'MMD ms':>10}{'clf ms':>10}")
+    for set_name in ("in-distribution", "dark", "jpeg30"):
+        out = sets[set_name]
+        emb = profile.projection(out.embeddings)
+        rng = np.random.default_rng([seed, 7])
+        mmd, clf, t_mmd, t_clf = [], [], 0.0, 0.0
+        for _ in range(windows):
+            w = emb[rng.choice(len(emb), size, replace=False)]
+            t = time.perf_counter()
+            pooled = np.vstack([w, ref])
+            mmd.append(mmd_permutation(gaussian_kernel(pooled, pooled, profile.bandwidth), size,
+                                       profile.permutations, rng)[1] < 0.05)
+            t_mmd += time.perf_counter() - t
+            t = time.perf_counter()
+            clf.append(classifier_p(w, rng) < 0.05)
+            t_clf += time.perf_counter() - t
+        print(f"{set_name:<18}{np.mean(mmd):>10.1%}{np.mean(clf):>12.1%}{1000 * t_mmd / windows:>10.0f}"
+              f"{1000 * t_clf / windows:>10.0f}", flush=True)
 
 
 class _Lazy:

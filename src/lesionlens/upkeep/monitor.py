@@ -16,6 +16,7 @@ the reference calibrated for this window size on in-distribution windows
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import Counter
@@ -113,7 +114,8 @@ def case_sample(store: CaseStore, records: list[CaseRecord], model: BundleModel,
 
 class Monitor:
     """One model and its reference profile, keeping what was computed: the outputs per stored photo
-    and the tests per window (a window's cases never change, so neither do its tests). The CLI runs
+    and the tests per window, by the cases in it (new cases only add windows; an erasure changes the
+    windows after it, and those are tested again). The CLI runs
     it once; the server keeps one per served model and runs it on every request."""
 
     def __init__(self, model: BundleModel, identity: BundleIdentity, profile: ReferenceProfile,
@@ -156,7 +158,7 @@ class Monitor:
         for k in range(len(mine) // window):
             rows = np.arange(k * window, (k + 1) * window)
             part = sample.take(rows)
-            key = (window, k, mine[rows[0]].id, mine[rows[-1]].id)
+            key = (window, k, hashlib.sha256(" ".join(mine[i].id for i in rows).encode()).hexdigest())
             if key not in self._tests:
                 self._tests[key] = tests.run(part, np.random.default_rng([self.seed, k]))
             counts = np.bincount(part.predicted, minlength=len(profile.classes))

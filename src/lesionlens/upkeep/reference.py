@@ -265,4 +265,5 @@ def profile_of(identity: BundleIdentity, classes: list[str], source: str, probab
     tests = profile.tests()
     for w in usable:
         profile.calibrations[w] = calibrate(tests, w, settings.draws, settings.target, settings.seed)
+    profile.digest = content_digest(profile.meta(), profile.arrays())
     return profile
