@@ -10,8 +10,10 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from monitor_helpers import WINDOW
+from sqlalchemy import update
 
 from lesionlens.bundle.card import update_card
+from lesionlens.cases import schema
 from lesionlens.cases.store import CaseStore
 from lesionlens.serving.runtime import BundleModel
 from lesionlens.upkeep.identity import BundleIdentity
@@ -22,6 +24,17 @@ from lesionlens.upkeep.reference import load_reference
 
 def run(m, **kwargs):
     return monitor_files(m.db, m.bundle, m.reference, WINDOW, m.images, **kwargs)
+
+
+def copy_answered_by(m, tmp_path, version: str, case_ids: list[str] | None = None) -> CaseStore:
+    """A copy of the store in which ``case_ids`` (default: all) were answered by model ``version``."""
+    db = tmp_path / "cases.sqlite"
+    shutil.copy(m.db, db)
+    store = CaseStore.open(db, m.images)
+    query = update(schema.cases) if case_ids is None else update(schema.cases).where(schema.cases.c.id.in_(case_ids))
+    with store.engine.begin() as c:
+        c.execute(query.values(model_version=version))
+    return store
 
 
 def test_windows_in_time_order_find_the_shift_and_not_the_in_distribution_cases(monitored):
@@ -96,15 +109,8 @@ def test_the_outputs_are_kept_between_runs(monitored, tmp_path):
 
 
 def test_only_the_cases_this_model_answered_are_monitored(monitored, tmp_path):
+    store = copy_answered_by(monitored, tmp_path, "an older model", monitored.case_ids[:5])
     db = tmp_path / "cases.sqlite"
-    shutil.copy(monitored.db, db)
-    store = CaseStore.open(db, monitored.images)
-    from sqlalchemy import update
-
-    from lesionlens.cases import schema
-    with store.engine.begin() as c:
-        c.execute(update(schema.cases).where(schema.cases.c.id.in_(monitored.case_ids[:5]))
-                  .values(model_version="an older model"))
     identity = BundleIdentity.of(monitored.bundle)
     assert len(answered_by(store.records(), identity)) == 4 * WINDOW - 5
     store.close()
@@ -152,14 +158,7 @@ def test_an_empty_store_and_a_store_without_this_models_cases_are_refused(monito
     with pytest.raises(MonitorError, match="empty.sqlite.*no cases yet"):
         monitor.run(empty, WINDOW)
     empty.close()
-    db = tmp_path / "other.sqlite"
-    shutil.copy(monitored.db, db)
-    store = CaseStore.open(db, monitored.images)
-    from sqlalchemy import update
-
-    from lesionlens.cases import schema
-    with store.engine.begin() as c:
-        c.execute(update(schema.cases).values(model_version="v0"))
+    store = copy_answered_by(monitored, tmp_path, "v0")
     with pytest.raises(MonitorError, match=r"none of its 40 cases were answered by .*: v0 \(40\)"):
         monitor.run(store, WINDOW)
     store.close()
