@@ -67,7 +67,7 @@ def _served(client) -> str:
     return client.get("/readyz").json()["model_digest"]
 
 
-def test_serves_the_champion_with_its_digest_and_keeps_the_others_loaded(registry, tmp_path):
+def test_serves_the_champion_with_its_digest_and_keeps_the_aliases_loaded(registry, tmp_path):
     reg, a, b = registry
     with TestClient(create_app(None, ServeSettings(registry=str(reg.root)))) as c:
         body = _predict(c, _jpeg(tmp_path, 0)).json()
@@ -77,6 +77,9 @@ def test_serves_the_champion_with_its_digest_and_keeps_the_others_loaded(registr
         assert info["digest"] == a and info["registry"]["served"] == a
         assert info["registry"]["aliases"] == {"champion": a, "challenger": b, "previous": None}
         assert sorted(info["registry"]["loaded"]) == sorted([a, b]) and info["registry"]["problems"] == {}
+        reg.assign_challenger(None)  # no alias names B any more: it is unloaded
+        _wait_for(lambda: c.get("/v1/model").json()["serving"]["registry"]["loaded"] == [a], "unload B")
+        assert _predict(c, _jpeg(tmp_path, 0)).json()["model"]["digest"] == a
 
 
 def test_a_promotion_and_a_rollback_under_concurrent_requests_fail_nothing(registry, tmp_path):

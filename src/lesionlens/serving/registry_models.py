@@ -45,6 +45,7 @@ class RegistryModels:
         self.problems: dict[str, str] = {}  # digest (or "log") -> why it was refused, until the log changes
         self.swaps = 0
         self._task: asyncio.Task | None = None
+        self._retiring: set[asyncio.Task] = set()  # models no alias names, leaving once their requests are done
 
     @property
     def champion(self) -> Served:
@@ -68,6 +69,9 @@ class RegistryModels:
             await asyncio.gather(self._task, return_exceptions=True)
         for served in list(self.loaded.values()):
             await served.stop()
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
 
     def describe(self) -> dict:
         """For /v1/model and /readyz: what the registry says and what this server serves."""
@@ -112,7 +116,11 @@ class RegistryModels:
                 await self._ensure(digest, alias)
         wanted = {d for d in self.state.aliases.values() if d} | {self.service.current.digest}
         for digest in set(self.loaded) - wanted:
-            asyncio.get_running_loop().create_task(self.loaded.pop(digest).retire())
+            served = self.loaded.pop(digest)
+            log.info("unloading %s (%s): no alias names it", served.short, served.name)
+            task = asyncio.get_running_loop().create_task(served.retire())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def _ensure(self, digest: str, alias: str) -> bool:
         """The bundle ``digest`` loaded and warmed up; False (logged) when it is refused."""

@@ -93,12 +93,14 @@ class Served:
     async def retire(self) -> None:
         """Stop the model once nothing holds it (requests that started on it finish on it)."""
         deadline = time.monotonic() + RETIRE_WAIT_S
-        while self.users and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if self.users:
-            log.warning("model %s stopped with %d requests still holding it after %.0f s", self.short, self.users,
-                        RETIRE_WAIT_S)
-        await self.stop()
+        try:
+            while self.users and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if self.users:
+                log.warning("model %s stopped with %d requests still holding it after %.0f s", self.short, self.users,
+                            RETIRE_WAIT_S)
+        finally:  # also when the server shuts down meanwhile
+            await self.stop()
 
     async def stop(self) -> None:
         if self.stopped:
