@@ -28,13 +28,14 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from serve_bench import (  # benchmarks/ is on the path
     HOST,
+    client,
     load_files,
-    read_response,
     request_bytes,
 )
 
@@ -72,29 +73,25 @@ class Load:
     stop: bool = False
 
 
-async def _client(port: int, requests: list[bytes], offset: int, load: Load, max_requests: int) -> None:
-    reader, writer = await asyncio.open_connection(HOST, port)
-    i = offset
-    try:
-        while not load.stop and load.sent < max_requests:
-            load.sent += 1
-            t = time.perf_counter()
-            digest = None
+def _another(load: Load, max_requests: int) -> Callable[[], bool]:
+    def another() -> bool:
+        if load.stop or load.sent >= max_requests:
+            return False
+        load.sent += 1
+        return True
+    return another
+
+
+def _answered(load: Load) -> Callable[[int, bytes, float], None]:
+    def answered(status: int, body: bytes, sent: float) -> None:
+        done, digest = time.perf_counter(), None
+        if status == 200:
             try:
-                writer.write(requests[i % len(requests)])
-                await writer.drain()
-                status, body, close = await read_response(reader)
-                if status == 200:
-                    digest = json.loads(body)["model"]["digest"]
-            except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError, KeyError):
-                status, close = 0, True
-            load.answers.append(Answer(t, time.perf_counter(), status, digest))
-            if close:
-                writer.close()
-                reader, writer = await asyncio.open_connection(HOST, port)
-            i += 1
-    finally:
-        writer.close()
+                digest = json.loads(body)["model"]["digest"]
+            except (ValueError, KeyError, TypeError):
+                status = -1  # an answer that names no model counts as failed
+        load.answers.append(Answer(sent, done, status, digest))
+    return answered
 
 
 async def _run_move(move: Move) -> None:
@@ -123,7 +120,8 @@ async def _drive(port: int, requests: list[bytes], in_flight: int, total: int, m
     load = Load()
     cap = total * 5  # a bound on the load, whatever happens to the moves
     await asyncio.gather(_controller(load, moves, total),
-                         *(_client(port, requests, k * 7, load, cap) for k in range(in_flight)))
+                         *(client(port, requests, k * 7, _another(load, cap), _answered(load))
+                           for k in range(in_flight)))
     return load
 
 
@@ -180,6 +178,8 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             with urllib.request.urlopen(f"{url}/readyz", timeout=10) as r:
                 ready = json.loads(r.read())
+            with urllib.request.urlopen(f"{url}/v1/model", timeout=10) as r:
+                shadow = json.loads(r.read())["serving"]["shadow"]
         verify = subprocess.run([*CLI, "registry", "verify", str(root)], capture_output=True, text=True, check=False)
         state = registry.state()
         replayed = replay(read_entries(registry.log_path), registry.log_path)
@@ -212,6 +212,8 @@ def main() -> None:
     print(f"log replays to the aliases: {aliases_ok} ({', '.join(f'{k} {names.get(v, v)}' for k, v in state.aliases.items())}; "
           f"seq {state.seq}); server reports digest {names.get(ready.get('model_digest'), '?')} at seq "
           f"{ready.get('registry_seq')}")
+    if shadow is not None:
+        print(f"shadow mode (B scored A's requests until B was promoted): {shadow}")
     for move in moves:
         if move.returncode != 0:
             print(f"{move.name} failed: {move.output}")
