@@ -142,7 +142,7 @@ class RegistryModels:
     def _load(self, digest: str) -> Served:
         served = Served.load(self.registry.bundle_path(digest), self.settings, expected_digest=digest,
                              name=self.registry.names().get(digest))
-        if self.classes is not None and served.model.classes != self.classes:
+        if self.classes is not None and set(served.model.classes) != set(self.classes):  # the order may differ
             raise ValueError(f"its classes ({', '.join(served.model.classes)}) differ from the served model's "
                              f"({', '.join(self.classes)}); answers and labels are per class list: restart the server "
                              "to serve other classes")
