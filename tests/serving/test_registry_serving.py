@@ -147,6 +147,21 @@ def test_a_damaged_champion_is_refused_and_the_old_one_keeps_serving(registry, e
         _wait_for(lambda: "log" not in c.get("/v1/model").json()["serving"]["registry"]["problems"], "reread the log")
 
 
+def test_a_champion_with_other_classes_is_refused(registry, exported_bundle, tmp_path):
+    """Answers and labels are per class: a bundle with another class list is not swapped in."""
+    reg, a, _ = registry
+    other = variant(exported_bundle, tmp_path, 3.0)
+    card = json.loads((other / "card.json").read_text())
+    card["classes"] = ["nv", "mel", "sek"]  # a model of other classes (same outputs, for the test)
+    (other / "card.json").write_text(json.dumps(card))
+    with TestClient(create_app(None, ServeSettings(registry=str(reg.root)))) as c:
+        digest, _ = reg.add(other)
+        reg.promote(digest, reason="test: other classes", force=True)
+        _wait_for(lambda: digest in c.get("/v1/model").json()["serving"]["registry"]["problems"], "refuse it")
+        assert "classes" in c.get("/v1/model").json()["serving"]["registry"]["problems"][digest]
+        assert _predict(c, _jpeg(tmp_path, 4)).json()["model"]["digest"] == a
+
+
 def test_shadow_answers_are_stored_for_stored_cases_and_never_returned(registry, tmp_path):
     reg, a, b = registry
     db = tmp_path / "cases.sqlite"
