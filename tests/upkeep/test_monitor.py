@@ -33,7 +33,7 @@ def copy_answered_by(m, tmp_path, version: str, case_ids: list[str] | None = Non
     store = CaseStore.open(db, m.images)
     query = update(schema.cases) if case_ids is None else update(schema.cases).where(schema.cases.c.id.in_(case_ids))
     with store.engine.begin() as c:
-        c.execute(query.values(model_version=version))
+        c.execute(query.values(model_version=version, model_digest=None))  # as stored before revision 0002
     return store
 
 
@@ -108,6 +108,14 @@ def test_the_outputs_are_kept_between_runs(monitored, tmp_path):
     assert OutputCache("another bundle").load(cache).rows == {}  # never trusted for another bundle or reference
 
 
+def test_cases_stored_before_the_digest_was_kept_count_by_their_card_version(monitored, tmp_path):
+    version = load_reference(monitored.reference).bundle.version
+    store = copy_answered_by(monitored, tmp_path, version, monitored.case_ids[:5])
+    assert store.record(monitored.case_ids[0]).model_digest is None
+    assert len(answered_by(store.records(), BundleIdentity.of(monitored.bundle))) == 4 * WINDOW
+    store.close()
+
+
 def test_only_the_cases_this_model_answered_are_monitored(monitored, tmp_path):
     store = copy_answered_by(monitored, tmp_path, "an older model", monitored.case_ids[:5])
     db = tmp_path / "cases.sqlite"
@@ -115,7 +123,7 @@ def test_only_the_cases_this_model_answered_are_monitored(monitored, tmp_path):
     assert len(answered_by(store.records(), identity)) == 4 * WINDOW - 5
     store.close()
     result = monitor_files(db, monitored.bundle, monitored.reference, WINDOW, monitored.images)
-    assert result.store["other_models"] == {"an older model": 5}
+    assert result.store["other_models"] == {"version an older model": 5}
     assert len(result.windows) == 3 and result.pending == 5
 
 
@@ -159,7 +167,7 @@ def test_an_empty_store_and_a_store_without_this_models_cases_are_refused(monito
         monitor.run(empty, WINDOW)
     empty.close()
     store = copy_answered_by(monitored, tmp_path, "v0")
-    with pytest.raises(MonitorError, match=r"none of its 40 cases were answered by .*: v0 \(40\)"):
+    with pytest.raises(MonitorError, match=r"none of its 40 cases were answered by .*: version v0 \(40\)"):
         monitor.run(store, WINDOW)
     store.close()
 

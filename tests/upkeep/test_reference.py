@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -86,3 +87,14 @@ def test_another_format_is_refused(tmp_path, exported_bundle):
     np.savez(path, meta=np.array('{"format": "something-else/1"}'), probabilities=np.zeros((2, 2)))
     with pytest.raises(MonitorError, match="other.npz: not a reference profile of this LesionLens"):
         load_reference(path)
+
+
+def test_a_bundle_that_trained_on_its_validation_images_has_no_default_reference(bundle_copy, exported_bundle):
+    card = bundle_copy / "card.json"
+    raw = json.loads(card.read_text())
+    raw["validation"]["seen_in_training"] = True  # what a train_on_val run writes
+    card.write_text(json.dumps(raw))
+    with pytest.raises(MonitorError, match="trained on its validation images too .train_on_val.; give images"):
+        reference_images(bundle_copy)
+    with pytest.raises(MonitorError, match="the bundle trained on all of its 36 images"):
+        reference_images(bundle_copy, exported_bundle.parent / "images")

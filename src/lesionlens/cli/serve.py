@@ -103,11 +103,8 @@ def _serve(args: argparse.Namespace) -> int:
         batching=args.batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
         threads=args.threads, decode_workers=args.decode_workers, int8=args.int8,
         db=args.db, case_images=args.case_images, store_predictions=args.store_predictions,
-<<<<<<< HEAD
-        monitor_reference=args.monitor_reference,
-=======
         registry=str(args.registry) if args.registry else None, shadow=args.shadow,
->>>>>>> main
+        monitor_reference=args.monitor_reference,
     )
     app = create_app(args.bundle, settings)
     what = args.bundle or f"the champion of registry {args.registry}"

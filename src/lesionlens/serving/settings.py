@@ -42,11 +42,6 @@ class ServeSettings:
     store_predictions: bool = False
     # Tokens from the store are looked up at most this often; revoking one takes effect within it.
     token_cache_s: float = 5.0
-<<<<<<< HEAD
-    # The served bundle's reference profile (`lesionlens monitor reference`), for GET /v1/monitor and
-    # /monitor (with a case store). None: those routes answer how to give one.
-    monitor_reference: str | None = None
-=======
     # Serve a model registry's champion (lesionlens.bundle.registry) instead of one bundle, and follow
     # its aliases while running: a promotion or rollback swaps the served model without a restart.
     registry: str | None = None
@@ -61,7 +56,9 @@ class ServeSettings:
     # under overload shadow mode adds no queueing to the champion's answers, and its memory stays
     # bounded (32 uploads: a few MB of typical photos, 320 MB at the 10 MB upload limit).
     shadow_queue: int = 32
->>>>>>> main
+    # The served bundle's reference profile (`lesionlens monitor reference`), for GET /v1/monitor and
+    # /monitor (with a case store). None: those routes answer how to give one.
+    monitor_reference: str | None = None
 
     def resolved_threads(self) -> int:
         return self.threads or usable_cores()

@@ -9,6 +9,7 @@ from pathlib import Path
 from lesionlens.bundle.card import read_card
 from lesionlens.bundle.registry import bundle_digest
 
+
 @dataclass(frozen=True)
 class BundleIdentity:
     digest: str

@@ -37,9 +37,15 @@ from lesionlens.upkeep.staleness import staleness
 
 
 def answered_by(records: list[CaseRecord], model: BundleIdentity) -> list[CaseRecord]:
-    """The cases ``model`` answered. Cases record the answering bundle's card version (its creation
-    time and weights' sha256), which names exactly one trained model."""
-    return [r for r in records if r.model_version == model.version]
+    """The cases ``model`` answered: those that name its bundle digest; a case stored before cases
+    kept the digest (store revision 0002) counts when it names the bundle's card version (creation
+    time and weights' sha256)."""
+    return [r for r in records if answering_model(r) in (model.digest, f"version {model.version}")]
+
+
+def answering_model(record: CaseRecord) -> str:
+    """The model a case names: its bundle digest, or ``version ...`` for a case stored without one."""
+    return record.model_digest or f"version {record.model_version}"
 
 
 def check_reference(profile: ReferenceProfile, model: BundleIdentity, where: str = "the reference") -> None:
@@ -142,7 +148,8 @@ class Monitor:
         if not records:
             raise MonitorError(f"{store.describe()}: no cases yet; nothing to monitor")
         mine = answered_by(records, identity)
-        others = Counter(r.model_version for r in records if r.model_version != identity.version)
+        chosen = {r.id for r in mine}
+        others = Counter(answering_model(r) for r in records if r.id not in chosen)
         if not mine:
             raise MonitorError(f"{store.describe()}: none of its {len(records)} cases were answered by {identity} "
                                f"(version {identity.version}); they were answered by: "

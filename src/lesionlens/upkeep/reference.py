@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionlens.bundle.card import read_card
 from lesionlens.bundle.schema import BundleError
-from lesionlens.bundle.split import SPLIT_FILE, hashes_by_partition, read_split
+from lesionlens.bundle.split import read_split
 from lesionlens.digest import canonical_json, file_digest
 from lesionlens.serving.runtime import BundleModel
 from lesionlens.upkeep.drift import DriftTests, Sample, median_bandwidth
@@ -188,25 +189,31 @@ class ReferenceImages:
 
 def reference_images(bundle: str | Path, data: str | Path | None = None) -> ReferenceImages:
     """The images a profile is made of. Without ``data``: the bundle's validation partition, as its
-    split file records it. With ``data`` (any layout ``--data`` reads): its images, less those the
-    bundle trained on (by content hash, against the split file's training partition)."""
-    bundle = Path(bundle)
+    split file records it (refused where training saw it too: ``train_on_val``). With ``data`` (any
+    layout ``--data`` reads): its images, less those the bundle trained on (by content hash, against
+    the split file's training rows, ``Card.training_rows``)."""
+    card = read_card(bundle)
+    split = card.file("split")
+    if split is None:
+        raise MonitorError(f"{card.path}: the bundle has no split file, so which images it trained on is unknown")
     try:
-        rows = read_split(bundle / SPLIT_FILE)
+        rows = read_split(split)
     except BundleError as e:
-        raise MonitorError(f"{bundle}: the bundle has no readable split file, so which images it trained on is "
-                           f"unknown: {e}") from e
+        raise MonitorError(str(e)) from e
     if data is None:
+        if "val" in card.trained_partitions:
+            raise MonitorError(f"{card.path}: the bundle trained on its validation images too (train_on_val); give "
+                               "images it did not train on with --data")
         val = [r for r in rows if r.partition == "val"]
         if not val:
-            raise MonitorError(f"{bundle / SPLIT_FILE}: no validation images (the bundle trained on all of its "
-                               "data); give images it did not train on with --data")
+            raise MonitorError(f"{split}: no validation images (the bundle trained on all of its data); give images "
+                               "it did not train on with --data")
         missing = [r.path for r in val if not Path(r.path).is_file()]
         if missing:
-            raise MonitorError(f"{bundle / SPLIT_FILE}: {len(missing)} of its {len(val)} validation images are not "
-                               f"where it says (first: {missing[0]}); give their folder with --data")
+            raise MonitorError(f"{split}: {len(missing)} of its {len(val)} validation images are not where it says "
+                               f"(first: {missing[0]}); give their folder with --data")
         return ReferenceImages([r.image_id for r in val], [Path(r.path) for r in val],
-                               f"validation partition of {bundle.name}/{SPLIT_FILE}, {len(val)} images")
+                               f"validation partition of {card.name}/{split.name}, {len(val)} images")
     from lesionlens.data.load import (
         read_table,  # pandas: the reference is made where the training install is
     )
@@ -214,7 +221,7 @@ def reference_images(bundle: str | Path, data: str | Path | None = None) -> Refe
     table = read_table(data)
     if table.bad_rows:
         raise MonitorError(f"{data}: {len(table.bad_rows)} unreadable rows; first: {table.issues[0]}")
-    trained = hashes_by_partition(rows).get("train", set())
+    trained = {r.sha256 for r in card.training_rows() if r.sha256}
     names, paths, left_out = [], [], 0
     for image_id, path in zip(table.frame["image_id"], table.paths):
         if file_digest(path) in trained:
