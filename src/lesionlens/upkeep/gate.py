@@ -1,0 +1,263 @@
+"""The promotion gate: may the challenger replace the champion?
+
+    lesionlens gate runs/champion runs/challenger --gate-set gatesets/isic2017-val --out gates/2026-11
+
+Both bundles are evaluated on a frozen gate set (:mod:`lesionlens.upkeep.gateset`), each with its
+own card's decision rule (temperature, operating points), after refusing any gate image either
+bundle trained on (same file, or an altered copy by perceptual hash: the check ``evaluate`` runs).
+The challenger then has to be non-inferior to the champion on every primary criterion and shown
+worse in no subgroup (:mod:`lesionlens.upkeep.noninferiority`). The result is an object to query
+(:class:`GateResult`); ``gate.json`` (canonical JSON: the same inputs give the same bytes, so its
+sha256 names the decision) and ``gate.html`` are written from it (:mod:`lesionlens.upkeep.gate_report`).
+
+An operating point fitted on images the model also trained on (``data.train_on_val``) is not a
+held-out figure: the report marks such a bundle's thresholds as unvalidated and does not quote
+its card's sensitivity; the gate's own figures are measured on the gate set either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lesionlens import __version__
+from lesionlens.bundle.card import Card, read_card
+from lesionlens.digest import tree_digest
+from lesionlens.quality.leakage import SHOWN, LeakageCheck, LeakageError
+from lesionlens.upkeep.gateset import GateSet, open_gate_set
+from lesionlens.upkeep.gate_settings import GateSettings
+from lesionlens.upkeep.noninferiority import Judgement, judge
+
+log = logging.getLogger(__name__)
+
+FORMAT = "lesionlens-gate/1"
+ROLES = ("champion", "challenger")
+DIGITS = 6  # every float in gate.json is rounded to this many decimals: the same inputs, the same bytes
+
+
+def bundle_digest(folder: Path) -> str:
+    """A bundle's identity (the registry's name for it)."""
+    try:
+        from lesionlens.bundle.registry import bundle_digest as registry_digest
+    except ImportError:  # until the registry lands: its definition, REGISTRY_EXCLUDE
+        return tree_digest(folder, exclude=("checkpoints", "logs", "evaluations"))
+    return registry_digest(folder)
+
+
+def unvalidated_threshold(card: Card) -> str | None:
+    """Why the card's operating points are not a held-out estimate, or None when they are: fitted
+    on validation images the model also trained on (``data.train_on_val``), and not fitted again
+    later on other images (``lesionlens calibrate`` on another partition)."""
+    if not card.validation.seen_in_training or not card.operating_points:
+        return None
+    fitted_on = card.calibration.fitted_on if card.calibration else None
+    if fitted_on and "validation split" not in fitted_on:
+        return None  # re-fitted by calibrate on other data
+    return ("its operating points were fitted on validation images it also trained on (data.train_on_val): "
+            "the card's validation sensitivity and specificity are not held-out figures and are not quoted here")
+
+
+@dataclass(frozen=True)
+class GateBundle:
+    """What the gate says of one bundle."""
+
+    role: str  # champion or challenger
+    card: Card
+    digest: str
+    leakage: LeakageCheck
+    in_validation: int  # gate images in the bundle's validation split (not trained on; its rule was fitted on them)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def threshold_note(self) -> str | None:
+        return unvalidated_threshold(self.card)
+
+    def to_dict(self) -> dict:
+        card, note = self.card, self.threshold_note
+        points = {}
+        for view in card.rule.views:
+            p = card.operating_points.get(view)
+            if p is None:
+                points[view] = {"decision": "argmax"}
+                continue
+            quoted = note is None and p.validation_sensitivity is not None
+            points[view] = {"threshold": p.threshold, "criterion": p.criterion, "target": p.target,
+                            "validated": note is None,
+                            "card_sensitivity": p.validation_sensitivity if quoted else None,
+                            "card_specificity": p.validation_specificity if quoted else None}
+        return {"digest": self.digest, "name": self.name, "architecture": card.architecture,
+                "weights_sha256": card.weights.sha256, "classes": card.classes, "label_view": card.label_view,
+                "temperature": card.rule.temperature, "tta": card.tta, "operating_points": points,
+                "threshold_validated": note is None, "threshold_note": note,
+                "gate_images_in_validation_split": self.in_validation,
+                "leakage": {"checked": self.leakage.images, "leaks": len(self.leakage.findings)}}
+
+
+class GateLeakageError(LeakageError):
+    """Gate images that a bundle trained on; the message names the bundles and the images."""
+
+
+@dataclass
+class GateResult:
+    champion: GateBundle
+    challenger: GateBundle
+    gate_set: GateSet
+    judgement: Judgement
+    files: dict[str, Path] = field(default_factory=dict)  # gate.json, gate.html, figures
+
+    @property
+    def settings(self) -> GateSettings:
+        return self.judgement.settings
+
+    @property
+    def decision(self) -> str:
+        return "pass" if self.judgement.passed else "fail"
+
+    @property
+    def reasons(self) -> list[str]:
+        if not self.judgement.passed:
+            return self.judgement.reasons()
+        j = self.judgement
+        inconclusive = sum(c.verdict == "inconclusive" for c in j.subgroups)
+        return [f"every primary criterion is non-inferior within its margin ({len(j.primary)} criteria on "
+                f"{len(j.views)} view(s)); no subgroup shows the challenger worse beyond the margin "
+                f"({len(j.subgroups)} subgroup criteria judged, {inconclusive} inconclusive; "
+                f"{sum(not t.subgroup.primary for t in j.too_few)} subgroup(s) too few to judge)"]
+
+    def bundles(self) -> list[GateBundle]:
+        return [self.champion, self.challenger]
+
+    def to_dict(self) -> dict:
+        """gate.json: no times, no absolute paths; floats rounded to ``DIGITS`` decimals."""
+        j = self.judgement
+        return rounded({
+            "format": FORMAT,
+            "lesionlens": __version__,
+            "champion": self.champion.to_dict(),
+            "challenger": self.challenger.to_dict(),
+            "gate_set": self.gate_set.to_dict(),
+            "settings": self.settings.to_dict(),
+            "decision": self.decision,
+            "reasons": self.reasons,
+            "views": j.views,
+            "criteria": [c.to_dict() for c in j.primary],
+            "subgroups": {"judged": [c.to_dict() for c in j.subgroups],
+                          "too_few": [t.to_dict() for t in j.too_few if not t.subgroup.primary],
+                          "rule": "a subgroup fails the gate only when the whole interval of the challenger's "
+                                  "advantage lies below -margin; fewer than the minimum positives or negatives: "
+                                  "too few to judge"},
+            "too_few": [t.to_dict() for t in j.too_few if t.subgroup.primary],
+            "missing_views": j.missing,
+        })
+
+    def lines(self) -> list[str]:
+        """The console summary."""
+        s, j, gs = self.settings, self.judgement, self.gate_set
+        out = [f"Gate: challenger {self.challenger.name} ({self.challenger.digest[:12]}) vs champion "
+               f"{self.champion.name} ({self.champion.digest[:12]})",
+               f"  on gate set {gs.name} ({len(gs.images)} images, digest {gs.digest[:12]}); margins: sensitivity, "
+               f"specificity, AUC {s.delta:g}, ECE {s.ece_margin:g}, Brier {s.brier_margin:g}; two-sided "
+               f"{s.level:.0%} intervals, {s.resamples} resamples, seed {s.seed}",
+               f"  {'criterion':<24}{'champion':>9}{'challenger':>11}  {'advantage [interval]':<28}{'margin':>7}  verdict"]
+        for c in j.primary:
+            a = c.advantage
+            out.append(f"  {c.view + ' ' + c.metric:<24}{c.champion:>9.3f}{c.challenger:>11.3f}  "
+                       f"{f'{a.estimate:+.3f} [{a.low:+.3f}, {a.high:+.3f}]':<28}{-c.margin:>7.3f}  {c.verdict}")
+        verdicts = [c.verdict for c in j.subgroups]
+        too_few = [t for t in j.too_few if not t.subgroup.primary]
+        out.append(f"  subgroups: {len(verdicts)} criteria judged ({verdicts.count('non-inferior')} non-inferior, "
+                   f"{verdicts.count('inconclusive')} inconclusive, {verdicts.count('worse')} worse); "
+                   f"{len(too_few)} view-subgroup pair(s) too few to judge")
+        for b in self.bundles():
+            if b.threshold_note:
+                out.append(f"  note: {b.role} {b.name}: {b.threshold_note}")
+            if b.in_validation:
+                out.append(f"  note: {b.in_validation} gate image(s) are in the {b.role}'s validation split (not "
+                           "trained on, but its temperature and operating points were fitted on them)")
+        out.append(f"Decision: {self.decision.upper()}")
+        out += [f"  - {r}" for r in self.reasons]
+        return out
+
+    def summary(self) -> str:
+        return "\n".join(self.lines())
+
+
+def rounded(obj, digits: int = DIGITS):
+    """``obj`` with every float rounded (NaN -> None): tiny floating-point noise does not change the bytes."""
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, digits) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return None if value != value else round(value, digits) + 0.0  # + 0.0: no "-0.0"
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def run_gate(champion: str | Path, challenger: str | Path, gate_set: str | Path, out: str | Path | None = None,
+             settings: GateSettings = GateSettings(), cache_dir: str | None = None,
+             progress: bool = True) -> GateResult:
+    """Evaluate both bundles on the gate set, judge the challenger, and (with ``out``) write
+    gate.json and gate.html there. Refuses a gate set that changed since it was frozen and gate
+    images either bundle trained on."""
+    from lesionlens.data.labels import align_classes, apply_view
+    from lesionlens.data.load import prepare
+    from lesionlens.evaluation.evaluate import evaluate_model, training_rows
+    from lesionlens.inference import load_model
+    from lesionlens.quality.leakage import check_against_training
+
+    gs = open_gate_set(gate_set)
+    cards = {"champion": read_card(champion), "challenger": read_card(challenger)}
+    prepared, bundles = {}, {}
+    for role, card in cards.items():  # check both before predicting either
+        table = apply_view(gs.table(), card.label_view)
+        align_classes(table.classes, card.classes)
+        data = prepare(table, card.preprocessing, "stop", cache_dir, progress=progress)
+        changed = [i.path for i, sha in zip(gs.images, data.table.frame["sha256"]) if sha != i.sha256]
+        if changed:
+            raise ValueError(f"{gs.path}: {len(changed)} gate image(s) changed while the gate ran: {changed[:SHOWN]}")
+        rows = np.arange(len(data.table))
+        trained = training_rows(card)
+        leakage = check_against_training(data.table, data.images.array, rows, trained)
+        validation = {r.sha256 for r in trained if r.partition == "val"}
+        in_val = int(data.table.frame["sha256"].isin(validation).sum())
+        prepared[role] = (data, rows)
+        bundles[role] = GateBundle(role, card, bundle_digest(card.path), leakage, in_val)
+    refuse_leakage(gs, list(bundles.values()))
+    evs = {}
+    for role, card in cards.items():
+        data, rows = prepared[role]
+        description = f"{card.architecture} ({role} {card.name}) on gate set {gs.name} ({len(rows)} images)"
+        evs[role] = evaluate_model(load_model(card), card.classes, card.preprocessing, data, rows, description,
+                                   card.rule, card.tta, progress)
+    result = GateResult(bundles["champion"], bundles["challenger"], gs,
+                        judge(evs["champion"], evs["challenger"], gs.subgroups(), settings))
+    if out is not None:
+        from lesionlens.upkeep.gate_report import write_gate_report
+
+        result.files = write_gate_report(result, Path(out))
+    return result
+
+
+def refuse_leakage(gs: GateSet, bundles: list[GateBundle]) -> None:
+    """No gate decision on images a bundle trained on: one error naming every bundle and image."""
+    leaky = [b for b in bundles if not b.leakage.clean]
+    if not leaky:
+        return
+    parts = []
+    for b in leaky:
+        lines = "\n".join(f"    {line}" for line in b.leakage.lines[:SHOWN])
+        more = f"\n    ... and {len(b.leakage.lines) - SHOWN} more" if len(b.leakage.lines) > SHOWN else ""
+        parts.append(f"  the {b.role} {b.card.path} trained on {len(b.leakage.findings)} of the gate images "
+                     f"(or on copies of them):\n{lines}{more}")
+    raise GateLeakageError(f"gate set {gs.path} overlaps training data, so the gate would flatter the bundle that "
+                           "trained on it:\n" + "\n".join(parts) +
+                           "\nFreeze a gate set of images neither bundle trained on.")
