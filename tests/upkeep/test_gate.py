@@ -61,6 +61,18 @@ def test_freeze_writes_a_manifest_with_hashes_labels_and_metadata(gate_set, tmp_
     assert freeze_gate_set(gate_set.parent / "data" / "gate.csv", tmp_path / "again", progress=False).digest == gs.digest
 
 
+def test_freeze_from_the_command_line_leaves_out_what_a_bundle_trained_on(exported_bundle, tmp_path, capsys):
+    out = tmp_path / "gs"
+    assert main(["gate", "freeze", str(exported_bundle / "split.csv"), "--exclude-trained-by", str(exported_bundle),
+                 "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    gs = open_gate_set(out)
+    trained = sum(1 for line in (exported_bundle / "split.csv").read_text().splitlines() if ",train," in line)
+    assert gs.source["left_out_as_trained_on"] == {exported_bundle.name: trained}
+    assert len(gs.images) == 36 - trained and f"digest {gs.digest}" in printed
+    assert main(["gate", "freeze", str(exported_bundle / "split.csv"), "--out", str(out), "-q"]) == 2  # frozen once
+
+
 def test_a_changed_gate_image_is_refused(gate_set, tmp_path):
     copy = Path(shutil.copytree(gate_set, tmp_path / "gs"))
     image = next((copy / "images").iterdir())
@@ -129,7 +141,7 @@ def test_a_less_sensitive_challenger_fails_with_exit_code_1(exported_bundle, gat
     report = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert code == 1 and report["decision"] == "fail" and "Decision: FAIL" in out
     failed = [c for c in report["criteria"] if c["verdict"] == "fail"]
-    assert [(c["view"], c["metric"]) for c in failed][0] == ("melanoma", "sensitivity")
+    assert [(c["view"], c["metric"]) for c in failed] == [("melanoma", "sensitivity")]
     assert any(r.startswith("melanoma sensitivity:") for r in report["reasons"])
     assert main(["gate", str(exported_bundle), str(exported_bundle), "--gate-set", str(gate_set), "--out",
                  str(tmp_path / "same"), "--resamples", "200", "-q"]) == 0

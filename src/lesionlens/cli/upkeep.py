@@ -10,6 +10,7 @@ from lesionlens.cli.options import add_setting
 GATE_EPILOG = """\
 examples:
   lesionlens gate freeze ../shared/data/isic2017 --partition val --out gatesets/isic2017-val
+  lesionlens gate freeze ../shared/data/ham10000 --exclude-trained-by runs/champion --out gatesets/ham-val
   lesionlens gate runs/champion runs/challenger --gate-set gatesets/isic2017-val --out gates/challenger
 
 Exit status: 0 the challenger passed, 1 it failed the gate (gate.json says why), 2 the gate could
@@ -28,7 +29,7 @@ def add_gate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "gate", help="may a challenger replace the champion? (and `gate freeze`: make a gate set)",
         usage="lesionlens gate CHAMPION CHALLENGER --gate-set DIR --out DIR [options]\n"
-              "       lesionlens gate freeze DATA --out DIR [--partition P] [--format F] [--images DIR]",
+              "       lesionlens gate freeze DATA --out DIR [--partition P] [--exclude-trained-by BUNDLE] [--format F]",
         description="Evaluate both bundles on a frozen gate set, each with its own temperature and operating "
                     "points, and test the challenger's non-inferiority (sensitivity and specificity at the "
                     "operating point, AUC, ECE and Brier score, overall and per sex, age band and body site); "
@@ -47,6 +48,9 @@ def add_gate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-positives", type=int, default=d.min_positives,
                    help=f"fewest positives (and negatives) for judging a view in a subgroup (default {d.min_positives})")
     p.add_argument("--partition", choices=("train", "val", "test"), help="freeze: only this partition of DATA")
+    p.add_argument("--exclude-trained-by", type=Path, action="append", default=[], metavar="BUNDLE",
+                   help="freeze: leave out the images this bundle trained on (repeatable); e.g. the champion, "
+                        "to keep its validation images of the data it was trained on")
     add_setting(p, "data.format", default="auto")
     add_setting(p, "data.images")
     add_setting(p, "data.cache_dir")
@@ -62,8 +66,8 @@ def _gate(args: argparse.Namespace) -> int:
 
     if len(args.paths) != 2 or args.gate_set is None:
         raise ValueError("usage: lesionlens gate CHAMPION CHALLENGER --gate-set DIR --out DIR")
-    if args.partition:
-        raise ValueError("--partition belongs to `lesionlens gate freeze`")
+    if args.partition or args.exclude_trained_by:
+        raise ValueError("--partition and --exclude-trained-by belong to `lesionlens gate freeze`")
     settings = GateSettings(delta=args.delta, ece_margin=args.ece_margin, brier_margin=args.brier_margin,
                             resamples=args.resamples, seed=args.seed, min_positives=args.min_positives,
                             min_negatives=args.min_positives)
@@ -80,6 +84,6 @@ def _freeze(args: argparse.Namespace) -> int:
     if len(args.paths) != 2:
         raise ValueError("usage: lesionlens gate freeze DATA --out DIR")
     gate_set = freeze_gate_set(args.paths[1], args.out, args.data__format, args.data__images, args.partition,
-                               cache_dir=args.data__cache_dir, progress=not args.quiet)
+                               args.exclude_trained_by, cache_dir=args.data__cache_dir, progress=not args.quiet)
     print("\n".join(gate_set.lines()))
     return 0

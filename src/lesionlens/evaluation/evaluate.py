@@ -6,14 +6,13 @@ refused unless allowed (lesionlens.quality.leakage)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from lesionlens.bundle.card import Card
-from lesionlens.bundle.split import SplitRow, hashes_by_partition, read_split
+from lesionlens.bundle.split import hashes_by_partition, read_split
 from lesionlens.data.images import Preprocessing
 from lesionlens.data.labels import align_classes, apply_view
 from lesionlens.data.load import PreparedData, prepare, read_table
@@ -72,16 +71,6 @@ def choose_rows(data: PreparedData, card: Card, split: str, allow_leakage: bool 
         enforce(check, allow_leakage, f"{len(check.findings)} of the {len(rows)} images evaluated are "
                                       f"{card.name}'s training images or copies of them (the figures would be optimistic)")
     return rows, what
-
-
-def training_rows(card: Card) -> list[SplitRow]:
-    """The bundle's split rows, with the images it trained on in the ``train`` partition: with
-    ``data.train_on_val`` its validation images too (they were trained on)."""
-    split = card.file("split")
-    rows = read_split(split) if split else []
-    if card.validation.seen_in_training:
-        rows = [replace(r, partition="train") if r.partition == "val" else r for r in rows]
-    return rows
 
 
 def _training_hashes(card: Card) -> dict[str, set[str]]:

@@ -17,9 +17,10 @@ its card's sensitivity; the gate's own figures are measured on the gate set eith
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,11 +28,13 @@ from lesionlens import __version__
 from lesionlens.bundle.card import Card, read_card
 from lesionlens.digest import tree_digest
 from lesionlens.quality.leakage import SHOWN, LeakageCheck, LeakageError
-from lesionlens.upkeep.gateset import GateSet, open_gate_set
 from lesionlens.upkeep.gate_settings import GateSettings
+from lesionlens.upkeep.gateset import GateSet, open_gate_set
 from lesionlens.upkeep.noninferiority import Judgement, judge
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # types only: the modules that decode and predict load when the gate runs
+    from lesionlens.data.load import PreparedData
+    from lesionlens.evaluation.result import Evaluation
 
 FORMAT = "lesionlens-gate/1"
 ROLES = ("champion", "challenger")
@@ -125,10 +128,10 @@ class GateResult:
             return self.judgement.reasons()
         j = self.judgement
         inconclusive = sum(c.verdict == "inconclusive" for c in j.subgroups)
-        return [f"every primary criterion is non-inferior within its margin ({len(j.primary)} criteria on "
+        return [(f"every primary criterion is non-inferior within its margin ({len(j.primary)} criteria on "
                 f"{len(j.views)} view(s)); no subgroup shows the challenger worse beyond the margin "
                 f"({len(j.subgroups)} subgroup criteria judged, {inconclusive} inconclusive; "
-                f"{sum(not t.subgroup.primary for t in j.too_few)} subgroup(s) too few to judge)"]
+                f"{sum(not t.subgroup.primary for t in j.too_few)} subgroup(s) too few to judge)")]
 
     def bundles(self) -> list[GateBundle]:
         return [self.champion, self.challenger]
@@ -159,11 +162,11 @@ class GateResult:
     def lines(self) -> list[str]:
         """The console summary."""
         s, j, gs = self.settings, self.judgement, self.gate_set
-        out = [f"Gate: challenger {self.challenger.name} ({self.challenger.digest[:12]}) vs champion "
-               f"{self.champion.name} ({self.champion.digest[:12]})",
-               f"  on gate set {gs.name} ({len(gs.images)} images, digest {gs.digest[:12]}); margins: sensitivity, "
+        out = [(f"Gate: challenger {self.challenger.name} ({self.challenger.digest[:12]}) vs champion "
+               f"{self.champion.name} ({self.champion.digest[:12]})"),
+               (f"  on gate set {gs.name} ({len(gs.images)} images, digest {gs.digest[:12]}); margins: sensitivity, "
                f"specificity, AUC {s.delta:g}, ECE {s.ece_margin:g}, Brier {s.brier_margin:g}; two-sided "
-               f"{s.level:.0%} intervals, {s.resamples} resamples, seed {s.seed}",
+               f"{s.level:.0%} intervals, {s.resamples} resamples, seed {s.seed}"),
                f"  {'criterion':<24}{'champion':>9}{'challenger':>11}  {'advantage [interval]':<28}{'margin':>7}  verdict"]
         for c in j.primary:
             a = c.advantage
@@ -196,50 +199,66 @@ def rounded(obj, digits: int = DIGITS):
         return [rounded(v, digits) for v in obj]
     if isinstance(obj, (float, np.floating)):
         value = float(obj)
-        return None if value != value else round(value, digits) + 0.0  # + 0.0: no "-0.0"
+        return None if math.isnan(value) else round(value, digits) + 0.0  # + 0.0: no "-0.0"
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
 
 
 def run_gate(champion: str | Path, challenger: str | Path, gate_set: str | Path, out: str | Path | None = None,
-             settings: GateSettings = GateSettings(), cache_dir: str | None = None,
+             settings: GateSettings | None = None, cache_dir: str | None = None,
              progress: bool = True) -> GateResult:
     """Evaluate both bundles on the gate set, judge the challenger, and (with ``out``) write
     gate.json and gate.html there. Refuses a gate set that changed since it was frozen and gate
-    images either bundle trained on."""
+    images either bundle trained on (both are checked before either is evaluated)."""
+    gs = open_gate_set(gate_set)
+    checked = [check_bundle(role, read_card(path), gs, cache_dir, progress)
+               for role, path in zip(ROLES, (champion, challenger))]
+    refuse_leakage(gs, [bundle for bundle, _ in checked])
+    evs = [predict_gate_set(bundle, data, gs, progress) for bundle, data in checked]
+    return decide(checked[0][0], checked[1][0], gs, evs[0], evs[1], settings, out)
+
+
+def check_bundle(role: str, card: Card, gs: GateSet, cache_dir: str | None = None,
+                 progress: bool = True) -> tuple[GateBundle, PreparedData]:
+    """The gate set decoded for ``card``'s preprocessing, and what the gate says of the bundle: its
+    digest, the leakage check of the gate images against its training images, and how many gate
+    images are in its validation split."""
+    from lesionlens.bundle.split import trained_rows
     from lesionlens.data.labels import align_classes, apply_view
     from lesionlens.data.load import prepare
-    from lesionlens.evaluation.evaluate import evaluate_model, training_rows
-    from lesionlens.inference import load_model
     from lesionlens.quality.leakage import check_against_training
 
-    gs = open_gate_set(gate_set)
-    cards = {"champion": read_card(champion), "challenger": read_card(challenger)}
-    prepared, bundles = {}, {}
-    for role, card in cards.items():  # check both before predicting either
-        table = apply_view(gs.table(), card.label_view)
-        align_classes(table.classes, card.classes)
-        data = prepare(table, card.preprocessing, "stop", cache_dir, progress=progress)
-        changed = [i.path for i, sha in zip(gs.images, data.table.frame["sha256"]) if sha != i.sha256]
-        if changed:
-            raise ValueError(f"{gs.path}: {len(changed)} gate image(s) changed while the gate ran: {changed[:SHOWN]}")
-        rows = np.arange(len(data.table))
-        trained = training_rows(card)
-        leakage = check_against_training(data.table, data.images.array, rows, trained)
-        validation = {r.sha256 for r in trained if r.partition == "val"}
-        in_val = int(data.table.frame["sha256"].isin(validation).sum())
-        prepared[role] = (data, rows)
-        bundles[role] = GateBundle(role, card, bundle_digest(card.path), leakage, in_val)
-    refuse_leakage(gs, list(bundles.values()))
-    evs = {}
-    for role, card in cards.items():
-        data, rows = prepared[role]
-        description = f"{card.architecture} ({role} {card.name}) on gate set {gs.name} ({len(rows)} images)"
-        evs[role] = evaluate_model(load_model(card), card.classes, card.preprocessing, data, rows, description,
-                                   card.rule, card.tta, progress)
-    result = GateResult(bundles["champion"], bundles["challenger"], gs,
-                        judge(evs["champion"], evs["challenger"], gs.subgroups(), settings))
+    table = apply_view(gs.table(), card.label_view)
+    align_classes(table.classes, card.classes)
+    data = prepare(table, card.preprocessing, "stop", cache_dir, progress=progress)
+    changed = [i.path for i, sha in zip(gs.images, data.table.frame["sha256"]) if sha != i.sha256]
+    if changed:
+        raise ValueError(f"{gs.path}: {len(changed)} gate image(s) changed while the gate ran: {changed[:SHOWN]}")
+    trained = trained_rows(card)
+    leakage = check_against_training(data.table, data.images.array, np.arange(len(data.table)), trained)
+    validation = {r.sha256 for r in trained if r.partition == "val"}
+    in_validation = int(data.table.frame["sha256"].isin(validation).sum())
+    return GateBundle(role, card, bundle_digest(card.path), leakage, in_validation), data
+
+
+def predict_gate_set(bundle: GateBundle, data: PreparedData, gs: GateSet, progress: bool = True) -> Evaluation:
+    """The bundle's evaluation on every gate image, with its own decision rule and test-time augmentation."""
+    from lesionlens.evaluation.evaluate import evaluate_model
+    from lesionlens.inference import load_model
+
+    card = bundle.card
+    description = f"{card.architecture} ({bundle.role} {card.name}) on gate set {gs.name} ({len(data.table)} images)"
+    return evaluate_model(load_model(card), card.classes, card.preprocessing, data, np.arange(len(data.table)),
+                          description, card.rule, card.tta, progress)
+
+
+def decide(champion: GateBundle, challenger: GateBundle, gs: GateSet, champion_ev: Evaluation,
+           challenger_ev: Evaluation, settings: GateSettings | None = None,
+           out: str | Path | None = None) -> GateResult:
+    """Judge the challenger on both evaluations of the gate set; with ``out``, write the report."""
+    result = GateResult(champion, challenger, gs,
+                        judge(champion_ev, challenger_ev, gs.subgroups(), settings or GateSettings()))
     if out is not None:
         from lesionlens.upkeep.gate_report import write_gate_report
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
-from lesionlens.digest import canonical_json  # noqa: E402
-from lesionlens.evaluation.report import data_uri, template_environment  # noqa: E402
-from lesionlens.upkeep.gate import GateResult  # noqa: E402
-from lesionlens.upkeep.noninferiority import METRICS, Criterion, Judgement, Subgroup  # noqa: E402
+from lesionlens.digest import canonical_json
+from lesionlens.evaluation.report import data_uri, template_environment
+from lesionlens.upkeep.gate import GateResult
+from lesionlens.upkeep.noninferiority import METRICS, Criterion, Judgement, Subgroup
 
 TEMPLATE = "gate.html.j2"
 COLOURS = {"pass": "#2f8132", "non-inferior": "#2f8132", "inconclusive": "#9aa5b1", "fail": "#c62828",
@@ -72,6 +73,7 @@ def plot_forest(judgement: Judgement, view: str, path: Path) -> Path:
             ax.set_title(f"{LABELS[metric]}\n(margin {margin:g}; {better} is better)", fontsize=9)
         ax.grid(axis="x", color="#e4e7eb", lw=0.6)
         ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_xlabel("challenger's advantage", fontsize=8)
         for y in range(len(groups), len(labels)):
             ax.axhspan(y - 0.5, y + 0.5, color="#f5f7fa", lw=0)

@@ -26,7 +26,6 @@ import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from lesionlens.digest import canonical_json, file_digest, json_digest
@@ -96,8 +95,8 @@ class GateSet:
         """The gate set as the labelled table every reader produces (one row per manifest line)."""
         from lesionlens.data.table import check_table, make_table
 
-        records = [dict(image_id=i.image_id, path=str(self.path / i.path), label=i.label, group=i.group or None,
-                        partition=None, source=str(self.manifest), row=line)
+        records = [{"image_id": i.image_id, "path": str(self.path / i.path), "label": i.label, "group": i.group or None,
+                        "partition": None, "source": str(self.manifest), "row": line}
                    for line, i in enumerate(self.images, start=2)]
         return check_table(make_table(records, self.classes, "gateset", self.manifest))
 
@@ -126,11 +125,16 @@ def manifest_digest(classes: list[str], images: list[GateImage]) -> str:
 
 
 def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images: str | Path | None = None,
-                    partition: str | None = None, on_bad_input: str = "stop", cache_dir: str | None = None,
-                    progress: bool = True) -> GateSet:
-    """Copy the labelled images of ``data`` (optionally one ``partition`` of it) into a new gate set
-    ``out`` with their hashes, labels and metadata. Every image is decoded once first, so an
-    unreadable one is reported (``on_bad_input`` stop) or left out (skip) now, not at gate time."""
+                    partition: str | None = None, exclude_trained_by: list[str | Path] = (),
+                    on_bad_input: str = "stop", cache_dir: str | None = None, progress: bool = True) -> GateSet:
+    """Copy the labelled images of ``data`` (optionally one ``partition`` of it, and without the
+    images any bundle in ``exclude_trained_by`` trained on) into a new gate set ``out`` with their
+    hashes, labels and metadata. Every image is decoded once first, so an unreadable one is
+    reported (``on_bad_input`` stop) or left out (skip) now, not at gate time."""
+    import pandas as pd
+
+    from lesionlens.bundle.card import read_card
+    from lesionlens.bundle.split import trained_rows
     from lesionlens.data.images import Preprocessing
     from lesionlens.data.load import prepare, read_table
     from lesionlens.data.metadata import read_metadata
@@ -145,8 +149,15 @@ def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images
             raise ValueError(f"{data}: no images in the {partition!r} partition")
     # decoded small, only to prove every image readable (and to get the file hashes the bundles' split files use)
     table = prepare(table, Preprocessing(image_size=32), on_bad_input, cache_dir, progress=progress).table
+    excluded = {}
+    for bundle in exclude_trained_by:
+        card = read_card(bundle, verify=False)
+        trained = table.frame["sha256"].isin({r.sha256 for r in trained_rows(card) if r.partition == "train"})
+        excluded[card.name] = int(trained.sum())
+        table = table.subset(~trained.to_numpy())
     if len(table) == 0:
-        raise ValueError(f"{data}: no readable labelled images to freeze")
+        raise ValueError(f"{data}: no readable labelled images to freeze"
+                         + (f" (left out as training images: {excluded})" if excluded else ""))
     metadata = read_metadata(table)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -162,7 +173,7 @@ def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images
         shutil.copyfile(source, tmp / relative)
         group = frame["group"].iat[pos]
         rows.append(GateImage(image_id, relative, str(frame["label"].iat[pos]),
-                              "" if group is None or group != group else str(group), str(frame["sha256"].iat[pos]),
+                              "" if group is None or pd.isna(group) else str(group), str(frame["sha256"].iat[pos]),
                               metadata["sex"][pos], metadata["age"][pos], metadata["site"][pos]))
     rows.sort(key=lambda i: i.image_id)
     classes = [c for c in table.classes if any(i.label == c for i in rows)]
@@ -170,7 +181,8 @@ def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images
         w = csv.writer(f)
         w.writerow(COLUMNS)
         w.writerows([getattr(i, c) for c in COLUMNS] for i in rows)
-    source = {"name": Path(data).name, "format": table.format, "partition": partition}
+    source = {"name": Path(data).name, "format": table.format, "partition": partition,
+              "left_out_as_trained_on": excluded}
     gate_set = GateSet(out, manifest_digest(classes, rows), classes, rows, source)
     info = {"format": FORMAT, **{k: v for k, v in gate_set.to_dict().items() if k != "name"}}
     (tmp / INFO).write_bytes(canonical_json(info))

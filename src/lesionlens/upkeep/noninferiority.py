@@ -38,8 +38,13 @@ import numpy as np
 from scipy.stats import norm
 
 from lesionlens.data.labels import VIEW_CLASSES
-from lesionlens.evaluation.bootstrap import (Interval, calibration_rows, delong_test, stratified_indices,
-                                             decision_samples)
+from lesionlens.evaluation.bootstrap import (
+    Interval,
+    calibration_rows,
+    decision_samples,
+    delong_test,
+    stratified_indices,
+)
 from lesionlens.evaluation.result import BinaryView, Evaluation
 from lesionlens.upkeep.gate_settings import GateSettings
 
@@ -66,7 +71,7 @@ class Subgroup:
         return self.dimension is None
 
     def __str__(self) -> str:
-        return "all images" if self.primary else f"{self.dimension} {self.value}"
+        return "all images" if self.primary else f"{self.dimension.replace('_', ' ')} {self.value}"
 
     def to_dict(self) -> dict:
         return {"dimension": self.dimension, "value": self.value}
@@ -171,9 +176,10 @@ class Judgement:
 
 
 def judge(champion: Evaluation, challenger: Evaluation, subgroups: dict[str, list[str]],
-          settings: GateSettings = GateSettings()) -> Judgement:
+          settings: GateSettings | None = None) -> Judgement:
     """Every criterion of the challenger against the champion, both evaluated on the same images in
     the same order; ``subgroups`` maps a dimension to each image's value ("unknown" is not judged)."""
+    settings = settings or GateSettings()
     if champion.image_ids != challenger.image_ids:
         raise ValueError("the gate compares both models on the same images, in the same order")
     views = [v for v in VIEW_CLASSES if champion.binary(v) is not None]
