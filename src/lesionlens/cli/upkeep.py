@@ -41,8 +41,10 @@ def add_gate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gate-set", type=Path, help="the gate set folder (`lesionlens gate freeze` writes one)")
     p.add_argument("--delta", type=float, default=d.delta,
                    help=f"margin for sensitivity, specificity and AUC (default {d.delta})")
-    p.add_argument("--ece-margin", type=float, default=d.ece_margin, help=f"default {d.ece_margin}")
-    p.add_argument("--brier-margin", type=float, default=d.brier_margin, help=f"default {d.brier_margin}")
+    p.add_argument("--ece-margin", type=float, default=d.ece_margin,
+                   help=f"how much higher the challenger's ECE (of a view's score) may be (default {d.ece_margin})")
+    p.add_argument("--brier-margin", type=float, default=d.brier_margin,
+                   help=f"how much higher its Brier score may be (default {d.brier_margin})")
     p.add_argument("--resamples", type=int, default=d.resamples, metavar="N", help=f"bootstrap resamples (default {d.resamples})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"bootstrap seed (default {d.seed})")
     p.add_argument("--min-positives", type=int, default=d.min_positives,
