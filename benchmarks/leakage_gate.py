@@ -44,7 +44,8 @@ def main() -> None:
         external = read_table(args.evaluate)
         external = external.subset((external.frame["partition"] == "test").to_numpy())
         ext = prepare(external, pre, progress=False)
-        check = check_against_training(ext.table, ext.images.array, ext.rows(), rows)
+        check = check_against_training(ext.table, ext.images.array, ext.rows(),
+                                       [r for r in rows if r.partition == "train"])
         print(f"evaluate's check of {len(ext.table)} test images of {args.evaluate} against the "
               f"{sum(r.partition == 'train' for r in rows)} training images: {check.seconds:.1f} s, "
               f"{len(check.findings)} leak(s) {check.by_evidence()}")

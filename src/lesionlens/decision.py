@@ -26,9 +26,12 @@ class OperatingPoint:
     threshold: float  # on the view's score
     criterion: str  # how it was chosen: "sensitivity", "specificity" or "youden"
     target: float | None = None  # the sensitivity or specificity asked for
+    validated: bool = True  # chosen on images the model did not train on
+
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "criterion": self.criterion, "target": self.target}
+        return {"threshold": self.threshold, "criterion": self.criterion, "target": self.target,
+                "validated": self.validated}
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,10 @@ class DecisionRule:
                              "point for this view)")
             else:
                 target = f" {p.target:.3f}" if p.target is not None else ""
+                where = ("on validation data" if p.validated else "on images the model TRAINED on, so UNVALIDATED: "
+                         "its sensitivity on new images is unknown")
                 lines.append(f"{view}: positive when p_{view} >= {p.threshold:.4f} (the operating point in the bundle "
-                             f"card, chosen for {p.criterion}{target} on validation data)")
+                             f"card, chosen for {p.criterion}{target} {where})")
         if not self.views:
             lines.append("no malignant / melanoma decision: the model's classes are not diagnoses")
         return lines

@@ -188,6 +188,16 @@ def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tm
     assert all(torch.equal(reloaded[k], kept[k]) for k in reloaded)
     assert result.card.data["training"]["best_epoch"] == 3  # epochs count from 1, as in the log
     assert result.card.data["validation"]["seen_in_training"] is True
+    # its thresholds were chosen on images it trained on: unvalidated, no sensitivity quoted
+    points = result.card.operating_points
+    assert points and all(not p.validated and p.validation_sensitivity is None for p in points.values())
+    assert all("UNVALIDATED" in line for line in result.card.rule.describe()[1:])
+    assert result.card.trained_partitions == ("train", "val")
+    from lesionlens.evaluation.bundles import evaluate_bundle
+    from lesionlens.quality.leakage import LeakageError
+
+    with pytest.raises(LeakageError, match="training images"):  # its validation images are training images
+        evaluate_bundle(result.card, root, tmp_path / "ev", split="own-val", progress=False)
 
     cfg.train.patience = 2
     with pytest.raises(ValueError, match="train_on_val"):

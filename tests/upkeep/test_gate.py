@@ -19,7 +19,7 @@ from lesionlens.decision import DecisionRule, OperatingPoint
 from lesionlens.digest import file_digest
 from lesionlens.evaluation.bootstrap import calibration_rows
 from lesionlens.evaluation.result import Evaluation
-from lesionlens.upkeep.gate import GateLeakageError, run_gate, unvalidated_threshold
+from lesionlens.upkeep.gate import GateLeakageError, run_gate, unvalidated_note
 from lesionlens.upkeep.gate_settings import GateSettings
 from lesionlens.upkeep.gateset import GateSetError, freeze_gate_set, open_gate_set
 from lesionlens.upkeep.noninferiority import judge
@@ -147,6 +147,26 @@ def test_a_less_sensitive_challenger_fails_with_exit_code_1(exported_bundle, gat
                  str(tmp_path / "same"), "--resamples", "200", "-q"]) == 0
 
 
+def test_a_passed_gate_report_promotes_through_the_registry(exported_bundle, gate_set, tmp_path, capsys):
+    """The contract with `lesionlens registry promote`: it accepts this gate's report."""
+    from lesionlens.bundle.registry import Registry
+
+    challenger = Path(shutil.copytree(exported_bundle, tmp_path / "challenger"))
+    card = json.loads((challenger / "card.json").read_text())
+    card["created"] = "2026-01-02T00:00:00+00:00"  # another bundle (another digest), the same weights
+    (challenger / "card.json").write_text(json.dumps(card))
+    registry = Registry.open(tmp_path / "models", create=True)
+    champion, _ = registry.add(exported_bundle)
+    registry.promote(champion, reason="first model")
+    new, _ = registry.add(challenger)
+    registry.assign_challenger(new)
+    assert main(["gate", "champion", "challenger", "--registry", str(registry.root), "--gate-set", str(gate_set),
+                 "--out", str(tmp_path / "gate"), "--resamples", "200", "-q"]) == 0
+    assert main(["registry", "promote", str(registry.root), "challenger", "--gate", str(tmp_path / "gate" / "gate.json"),
+                 "--reason", "passed the gate"]) == 0
+    assert registry.state().champion == new
+
+
 def test_gate_images_a_bundle_trained_on_are_refused(exported_bundle, tmp_path):
     trained = freeze_gate_set(exported_bundle / "split.csv", tmp_path / "leaky", partition="train", progress=False)
     with pytest.raises(GateLeakageError, match=rf"the champion {re.escape(str(exported_bundle))} trained on \d+ of the gate"):
@@ -156,19 +176,25 @@ def test_gate_images_a_bundle_trained_on_are_refused(exported_bundle, tmp_path):
     assert code == 2 and not (tmp_path / "out" / "gate.json").exists()
 
 
-def test_a_threshold_fitted_on_trained_images_is_marked_unvalidated(bundle_copy, gate_set, tmp_path):
+def test_a_threshold_fitted_on_trained_images_is_marked_unvalidated(exported_bundle, bundle_copy, gate_set, tmp_path):
     card_path = bundle_copy / "card.json"
     data = json.loads(card_path.read_text())
-    data["validation"]["seen_in_training"] = True  # as data.train_on_val writes it
+    data["validation"]["seen_in_training"] = True  # as a data.train_on_val run writes it
+    for point in data["operating_points"].values():
+        point.update(validated=False, validation_sensitivity=None, validation_specificity=None)
     card_path.write_text(json.dumps(data))
-    assert "not held-out" in unvalidated_threshold(read_card(bundle_copy))
+    assert "so unvalidated" in unvalidated_note(read_card(bundle_copy))
     validation = freeze_gate_set(bundle_copy / "split.csv", tmp_path / "val", partition="val", progress=False)
     with pytest.raises(GateLeakageError, match="of the gate images"):  # its validation images were trained on too
         run_gate(bundle_copy, bundle_copy, validation.path, None, FAST, progress=False)
-    report = run_gate(bundle_copy, bundle_copy, gate_set, None, FAST, progress=False).to_dict()
+    result = run_gate(exported_bundle, bundle_copy, gate_set, None, FAST, progress=False)
+    report = result.to_dict()
     mel = report["challenger"]["operating_points"]["melanoma"]
     assert report["challenger"]["threshold_validated"] is False and mel["validated"] is False
-    assert mel["card_sensitivity"] is None and "train_on_val" in report["challenger"]["threshold_note"]
+    assert mel["card_sensitivity"] is None and "unvalidated" in report["challenger"]["threshold_note"]
+    assert report["champion"]["threshold_validated"] is True
+    assert report["champion"]["operating_points"]["melanoma"]["card_sensitivity"] is not None
+    assert any("challenger" in line and "unvalidated" in line for line in result.lines())
 
 
 # The statistics, on figures known by hand.

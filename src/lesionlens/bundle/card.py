@@ -42,6 +42,7 @@ from lesionlens.bundle.schema import (
     WeightsInfo,
     build,
 )
+from lesionlens.bundle.split import SplitRow, read_split
 from lesionlens.data.images import Preprocessing
 from lesionlens.decision import DecisionRule, OperatingPoint
 from lesionlens.digest import file_digest
@@ -104,9 +105,21 @@ class Card:
     def rule(self) -> DecisionRule:
         """The decision rule: temperature and operating points (plain softmax and argmax without)."""
         temperature = self.calibration.temperature if self.calibration else 1.0
-        points = tuple(OperatingPoint(view, p.threshold, p.criterion, p.target)
+        points = tuple(OperatingPoint(view, p.threshold, p.criterion, p.target, p.validated)
                        for view, p in self.operating_points.items())
         return DecisionRule(tuple(self.classes), temperature, points)
+
+    @property
+    def trained_partitions(self) -> tuple[str, ...]:
+        """The partitions of ``split.csv`` whose images the model trained on: ``train``, and ``val``
+        too where the run had ``data.train_on_val`` (then nothing in the split is held out)."""
+        return ("train", "val") if self.validation.seen_in_training else ("train",)
+
+    def training_rows(self) -> list[SplitRow]:
+        """The ``split.csv`` rows of the images the model trained on (``trained_partitions``);
+        empty for a bundle without a split file."""
+        split = self.file("split")
+        return [r for r in read_split(split) if r.partition in self.trained_partitions] if split else []
 
     def resolve_tta(self, tta: str | None) -> str:
         """``tta`` as asked for, or the bundle's own where it is None."""

@@ -111,6 +111,10 @@ class OperatingPointInfo:
     validation_specificity: float | None = None
     validation_positives: int | None = None
     validation_negatives: int | None = None
+    # False when the threshold was chosen on images the model trained on (data.train_on_val, or
+    # calibrated on training images): its sensitivity on new images is then unknown, and the card
+    # keeps no validation figures for it (they would be optimistic).
+    validated: bool = True
 
 
 @dataclass(frozen=True)

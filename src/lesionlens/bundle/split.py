@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lesionlens.bundle.schema import BundleError
 
-if TYPE_CHECKING:  # types only: reading a split needs no pandas
-    from lesionlens.bundle.card import Card
+if TYPE_CHECKING:  # a type only: reading a split needs no pandas
     from lesionlens.data.table import ImageTable
 
 SPLIT_FILE = "split.csv"
@@ -58,16 +57,6 @@ def read_split(path: Path) -> list[SplitRow]:
             return [SplitRow(**{c: row[c] or "" for c in present}) for row in reader]
     except OSError as e:
         raise BundleError(f"{path}: cannot read the split file: {e.strerror or e}") from e
-
-
-def trained_rows(card: Card) -> list[SplitRow]:
-    """The bundle's split rows with every image it trained on in the ``train`` partition: with
-    ``data.train_on_val`` (the card's ``validation.seen_in_training``) its validation images too."""
-    path = card.file("split")
-    rows = read_split(path) if path else []
-    if card.validation.seen_in_training:
-        rows = [replace(r, partition="train") if r.partition == "val" else r for r in rows]
-    return rows
 
 
 def hashes_by_partition(rows: list[SplitRow]) -> dict[str, set[str]]:

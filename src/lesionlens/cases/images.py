@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
+
+from lesionlens.durable import fsync_dir, write_atomic
 
 EXIF_ORIENTATION = 0x0112
 SUFFIX = {"JPEG": ".jpg", "PNG": ".png"}
@@ -163,13 +163,7 @@ class ImageFiles:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{image.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(image.data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        write_atomic(target, image.data)
         return target
 
     def remove(self, name: str) -> bool:
@@ -178,7 +172,7 @@ class ImageFiles:
             target.unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return True
 
     def names(self) -> Iterator[str]:
@@ -190,10 +184,3 @@ class ImageFiles:
         """Half-written files a crash left behind."""
         return self.root.glob("??/??/.*.tmp")
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

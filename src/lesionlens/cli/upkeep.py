@@ -12,6 +12,8 @@ examples:
   lesionlens gate freeze ../shared/data/isic2017 --partition val --out gatesets/isic2017-val
   lesionlens gate freeze ../shared/data/ham10000 --exclude-trained-by runs/champion --out gatesets/ham-val
   lesionlens gate runs/champion runs/challenger --gate-set gatesets/isic2017-val --out gates/challenger
+  lesionlens gate champion challenger --registry models/ --gate-set gatesets/isic2017-val --out gates/next
+  lesionlens registry promote models/ challenger --gate gates/next/gate.json --reason "..."
 
 Exit status: 0 the challenger passed, 1 it failed the gate (gate.json says why), 2 the gate could
 not be run (a bad bundle or gate set, gate images a bundle trained on, ...).
@@ -39,6 +41,8 @@ def add_gate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="CHAMPION CHALLENGER | freeze DATA", type=Path)
     p.add_argument("--out", type=Path, required=True, help="folder for gate.json and gate.html (with freeze: the new gate set)")
     p.add_argument("--gate-set", type=Path, help="the gate set folder (`lesionlens gate freeze` writes one)")
+    p.add_argument("--registry", type=Path, help="CHAMPION and CHALLENGER are bundles of this registry: aliases "
+                                                 "(champion, challenger, previous) or digests")
     p.add_argument("--delta", type=float, default=d.delta,
                    help=f"margin for sensitivity, specificity and AUC (default {d.delta})")
     p.add_argument("--ece-margin", type=float, default=d.ece_margin,
@@ -70,10 +74,16 @@ def _gate(args: argparse.Namespace) -> int:
         raise ValueError("usage: lesionlens gate CHAMPION CHALLENGER --gate-set DIR --out DIR")
     if args.partition or args.exclude_trained_by:
         raise ValueError("--partition and --exclude-trained-by belong to `lesionlens gate freeze`")
+    bundles = args.paths
+    if args.registry is not None:
+        from lesionlens.bundle.registry import Registry
+
+        registry = Registry.open(args.registry)
+        bundles = [registry.bundle_path(registry.resolve(str(spec))) for spec in args.paths]
     settings = GateSettings(delta=args.delta, ece_margin=args.ece_margin, brier_margin=args.brier_margin,
                             resamples=args.resamples, seed=args.seed, min_positives=args.min_positives,
                             min_negatives=args.min_positives)
-    result = run_gate(args.paths[0], args.paths[1], args.gate_set, args.out, settings, args.data__cache_dir,
+    result = run_gate(bundles[0], bundles[1], args.gate_set, args.out, settings, args.data__cache_dir,
                       progress=not args.quiet)
     print(result.summary())
     print(f"\nReport: {result.files['json']}\n        {result.files['html']}")

@@ -8,7 +8,7 @@ criteria.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lesionlens.bundle.card import Card, read_card, update_card
@@ -31,10 +31,11 @@ class FittedRule:
 
 
 def fit_rule(ev: Evaluation, criterion: str = "sensitivity", target: float | None = DERMATOLOGIST_SENSITIVITY,
-             calibrate: bool = True) -> tuple[Evaluation, FittedRule]:
+             calibrate: bool = True, held_out: bool = True) -> tuple[Evaluation, FittedRule]:
     """Temperature and operating points fitted on ``ev`` (validation predictions with logits);
     returns ``ev`` under the new rule, and the rule. The thresholds apply to the temperature-scaled
-    scores, so both are fitted together."""
+    scores, so both are fitted together. Without ``held_out`` (the model trained on these images)
+    the points are marked unvalidated and their figures here are not kept: they would be optimistic."""
     if ev.logits is None:
         raise ValueError("fitting a decision rule needs the evaluation's logits")
     temperature = fit_temperature(ev.logits, ev.y_true) if calibrate else 1.0
@@ -42,11 +43,11 @@ def fit_rule(ev: Evaluation, criterion: str = "sensitivity", target: float | Non
     scaled = ev.with_rule(DecisionRule(tuple(ev.classes), temperature))
     chosen, points = [], {}
     for name, view in scaled.binary_views().items():
-        point = choose_operating_point(name, view.y_true, view.score, criterion, target)
-        sens, spec = rates_at(view.y_true, view.score, point.threshold)
+        point = replace(choose_operating_point(name, view.y_true, view.score, criterion, target), validated=held_out)
+        sens, spec = rates_at(view.y_true, view.score, point.threshold) if held_out else (None, None)
         chosen.append(point)
         points[name] = OperatingPointInfo(point.threshold, point.criterion, point.target, sens, spec,
-                                          int(view.y_true.sum()), int((~view.y_true).sum()))
+                                          int(view.y_true.sum()), int((~view.y_true).sum()), held_out)
     rule = DecisionRule(tuple(ev.classes), temperature, tuple(chosen))
     calibration = CalibrationInfo(method="temperature scaling" if calibrate else "none", fitted_on=ev.description,
                                   **report.to_dict())
@@ -70,9 +71,11 @@ def calibrate_bundle(bundle: str | Path, data_path: str | Path | None = None, sp
     card = read_card(bundle)
     data_path = data_path or card.dataset.path
     tta = card.resolve_tta(tta)
-    # calibration fits on the data asked for; leaks there are warned about, not refused
+    # calibration fits on the data asked for; leaks there are warned about, not refused, and make
+    # the operating points unvalidated
     ev, _ = predict_split(card, data_path, None, fmt, images, split, "stop", cache_dir, tta, progress=progress,
                           allow_leakage=True)
-    ev, fitted = fit_rule(ev, criterion, target, calibrate)
+    trained = {r.image_id for r in card.training_rows()}
+    ev, fitted = fit_rule(ev, criterion, target, calibrate, held_out=not trained.intersection(ev.image_ids))
     card = store_rule(card, fitted, tta)
     return card, write_evaluation(ev, card.path / "evaluation")

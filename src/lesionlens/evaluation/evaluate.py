@@ -65,9 +65,8 @@ def choose_rows(data: PreparedData, card: Card, split: str, allow_leakage: bool 
         rows, what = np.flatnonzero(frame["partition"].to_numpy() == split), f"the {split} partition"
     if len(rows) == 0:
         raise ValueError(f"no images to evaluate in {what}; use --split all")
-    split_file = card.file("split")
-    if split_file is not None:
-        check = check_against_training(data.table, data.images.array, rows, read_split(split_file))
+    if card.file("split") is not None:
+        check = check_against_training(data.table, data.images.array, rows, card.training_rows())
         enforce(check, allow_leakage, f"{len(check.findings)} of the {len(rows)} images evaluated are "
                                       f"{card.name}'s training images or copies of them (the figures would be optimistic)")
     return rows, what

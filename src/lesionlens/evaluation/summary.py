@@ -57,6 +57,9 @@ def rule_lines(card: Card) -> list[str]:
     for view, p in card.operating_points.items():
         measured = (f": validation sensitivity {p.validation_sensitivity:.3f}, specificity {p.validation_specificity:.3f}"
                     if p.validation_sensitivity is not None else "")
+        if not p.validated:
+            measured = (": UNVALIDATED, chosen on images the model trained on; its sensitivity on new images is "
+                        "unknown (fit it on held-out images: lesionlens calibrate BUNDLE --data HELD_OUT)")
         lines.append(f"  {view} decision: p_{view} >= {p.threshold:.4f} for {p.criterion} "
                      f"{'' if p.target is None else p.target}{measured}")
     return lines
@@ -69,7 +72,9 @@ def calibration_lines(card: Card) -> list[str]:
              f"  temperature {c.temperature:.3f}: ECE {c.ece_before:.3f} -> {c.ece_after:.3f}, "
              f"NLL {c.nll_before:.3f} -> {c.nll_after:.3f}, Brier {c.brier_before:.3f} -> {c.brier_after:.3f}"]
     for view, p in card.operating_points.items():
+        figures = (f"validation sensitivity {p.validation_sensitivity:.3f}, specificity {p.validation_specificity:.3f}"
+                   if p.validated else "UNVALIDATED: fitted on images the model trained on, so no sensitivity is "
+                                       "quoted; fit it on held-out images")
         lines.append(f"  {view}: positive when p_{view} >= {p.threshold:.4f} ({p.criterion}"
-                     f"{'' if p.target is None else ' ' + format(p.target, '.3f')}): validation sensitivity "
-                     f"{p.validation_sensitivity:.3f}, specificity {p.validation_specificity:.3f}")
+                     f"{'' if p.target is None else ' ' + format(p.target, '.3f')}): {figures}")
     return lines

@@ -135,9 +135,10 @@ def check_against_training(table: ImageTable, images: np.ndarray, rows: np.ndarr
                            threshold: int = HASH_THRESHOLD) -> LeakageCheck:
     """The gate of ``evaluate``: evaluated images (``rows`` of ``table``) that are in the bundle's
     training partition (same file sha256) or are altered copies of its images (pHash, where the
-    bundle's split.csv records them). ``training`` is the bundle's split rows (bundle.split)."""
+    bundle's split.csv records them). ``training`` is the split rows of the images the bundle trained
+    on (``Card.training_rows``: the train partition, and val too for a ``train_on_val`` run)."""
     started = time.perf_counter()
-    train = [r for r in training if r.partition == "train"]
+    train = list(training)
     by_sha = {r.sha256: r for r in train if r.sha256}
     frame = table.frame
     findings, lines = [], []

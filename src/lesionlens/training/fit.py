@@ -163,7 +163,9 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     seen += f", TTA {cfg.model.tta}" if cfg.model.tta != "none" else ""
     description = f"{cfg.model.name} on {Path(cfg.data.path).name} (validation split, {len(val_rows)} images{seen})"
     ev = evaluate_model(model, classes, pre, data, val_rows, description, tta=cfg.model.tta)
-    ev, rule = fit_rule(ev)  # temperature and the 0.866-sensitivity operating points, on validation
+    # temperature and the 0.866-sensitivity operating points, on validation (unvalidated where the
+    # run also trained on it: there is nothing held out to choose them on)
+    ev, rule = fit_rule(ev, held_out=not cfg.data.train_on_val)
     written = write_evaluation(ev, out / "evaluation")
     files = {"split": SPLIT_FILE}
     if fitted is None:

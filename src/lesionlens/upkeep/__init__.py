@@ -1,9 +1,12 @@
-"""Keeping the model fresh (issue 14): drift monitoring, retraining, the promotion gate.
+"""Keeping a served model fresh: watch for drift, retrain on new labelled cases, and let a
+challenger replace the champion only through a statistical gate.
 
-    freeze_gate_set(data, out) / open_gate_set(folder)   upkeep.gateset (a frozen, hashed gate set)
-    run_gate(champion, challenger, gate_set, out)        upkeep.gate (`lesionlens gate`)
-    judge(champion_ev, challenger_ev, subgroups)         upkeep.noninferiority (the statistics)
-    write_gate_report(result, out) -> gate.json, .html   upkeep.gate_report
+    snapshot.py        the champion's training data + new labelled cases, frozen with a manifest
+    retrain.py         ``lesionlens retrain``: snapshot -> train with the champion's recipe -> export -> gate
+    gateset.py         a frozen, hashed gate set (``lesionlens gate freeze``)
+    gate.py            ``lesionlens gate``: both bundles on the gate set, leakage refused, the decision
+    noninferiority.py  the gate's statistics: paired non-inferiority overall and per subgroup
+    gate_report.py     gate.json (canonical: its sha256 is the report's digest) and gate.html
 
 Nothing is imported here: import from the modules.
 """

@@ -26,7 +26,7 @@ import numpy as np
 
 from lesionlens import __version__
 from lesionlens.bundle.card import Card, read_card
-from lesionlens.digest import tree_digest
+from lesionlens.bundle.registry import GATE_FORMAT, bundle_digest
 from lesionlens.quality.leakage import SHOWN, LeakageCheck, LeakageError
 from lesionlens.upkeep.gate_settings import GateSettings
 from lesionlens.upkeep.gateset import GateSet, open_gate_set
@@ -36,31 +36,29 @@ if TYPE_CHECKING:  # types only: the modules that decode and predict load when t
     from lesionlens.data.load import PreparedData
     from lesionlens.evaluation.result import Evaluation
 
-FORMAT = "lesionlens-gate/1"
+FORMAT = GATE_FORMAT  # "lesionlens-gate/1": what `lesionlens registry promote` accepts
 ROLES = ("champion", "challenger")
 DIGITS = 6  # every float in gate.json is rounded to this many decimals: the same inputs, the same bytes
 
 
-def bundle_digest(folder: Path) -> str:
-    """A bundle's identity (the registry's name for it)."""
-    try:
-        from lesionlens.bundle.registry import bundle_digest as registry_digest
-    except ImportError:  # until the registry lands: its definition, REGISTRY_EXCLUDE
-        return tree_digest(folder, exclude=("checkpoints", "logs", "evaluations"))
-    return registry_digest(folder)
+def unvalidated_views(card: Card) -> list[str]:
+    """The views whose operating point was fitted on images the model also trained on
+    (``data.train_on_val``, or calibrated on training images): not a held-out figure. A card
+    written before points recorded ``validated`` counts as unvalidated when its run trained on
+    its validation split."""
+    raw = card.data.get("operating_points", {})
+    legacy = card.validation.seen_in_training
+    return [view for view, p in card.operating_points.items()
+            if not p.validated or (legacy and "validated" not in raw.get(view, {}))]
 
 
-def unvalidated_threshold(card: Card) -> str | None:
-    """Why the card's operating points are not a held-out estimate, or None when they are: fitted
-    on validation images the model also trained on (``data.train_on_val``), and not fitted again
-    later on other images (``lesionlens calibrate`` on another partition)."""
-    if not card.validation.seen_in_training or not card.operating_points:
+def unvalidated_note(card: Card) -> str | None:
+    """Why the card's operating points are not quoted, or None when they are all validated."""
+    views = unvalidated_views(card)
+    if not views:
         return None
-    fitted_on = card.calibration.fitted_on if card.calibration else None
-    if fitted_on and "validation split" not in fitted_on:
-        return None  # re-fitted by calibrate on other data
-    return ("its operating points were fitted on validation images it also trained on (data.train_on_val): "
-            "the card's validation sensitivity and specificity are not held-out figures and are not quoted here")
+    return (f"its {' and '.join(views)} operating point{'s were' if len(views) > 1 else ' was'} fitted on images it "
+            "also trained on, so unvalidated: the card's sensitivity is not quoted; the gate measures it on the gate set")
 
 
 @dataclass(frozen=True)
@@ -79,19 +77,19 @@ class GateBundle:
 
     @property
     def threshold_note(self) -> str | None:
-        return unvalidated_threshold(self.card)
+        return unvalidated_note(self.card)
 
     def to_dict(self) -> dict:
-        card, note = self.card, self.threshold_note
+        card, note, unvalidated = self.card, self.threshold_note, unvalidated_views(self.card)
         points = {}
         for view in card.rule.views:
             p = card.operating_points.get(view)
             if p is None:
                 points[view] = {"decision": "argmax"}
                 continue
-            quoted = note is None and p.validation_sensitivity is not None
+            quoted = view not in unvalidated and p.validation_sensitivity is not None
             points[view] = {"threshold": p.threshold, "criterion": p.criterion, "target": p.target,
-                            "validated": note is None,
+                            "validated": view not in unvalidated,
                             "card_sensitivity": p.validation_sensitivity if quoted else None,
                             "card_specificity": p.validation_specificity if quoted else None}
         return {"digest": self.digest, "name": self.name, "architecture": card.architecture,
@@ -224,7 +222,7 @@ def check_bundle(role: str, card: Card, gs: GateSet, cache_dir: str | None = Non
     """The gate set decoded for ``card``'s preprocessing, and what the gate says of the bundle: its
     digest, the leakage check of the gate images against its training images, and how many gate
     images are in its validation split."""
-    from lesionlens.bundle.split import trained_rows
+    from lesionlens.bundle.split import read_split
     from lesionlens.data.labels import align_classes, apply_view
     from lesionlens.data.load import prepare
     from lesionlens.quality.leakage import check_against_training
@@ -235,9 +233,10 @@ def check_bundle(role: str, card: Card, gs: GateSet, cache_dir: str | None = Non
     changed = [i.path for i, sha in zip(gs.images, data.table.frame["sha256"]) if sha != i.sha256]
     if changed:
         raise ValueError(f"{gs.path}: {len(changed)} gate image(s) changed while the gate ran: {changed[:SHOWN]}")
-    trained = trained_rows(card)
-    leakage = check_against_training(data.table, data.images.array, np.arange(len(data.table)), trained)
-    validation = {r.sha256 for r in trained if r.partition == "val"}
+    leakage = check_against_training(data.table, data.images.array, np.arange(len(data.table)), card.training_rows())
+    split = card.file("split")
+    validation = {r.sha256 for r in (read_split(split) if split else [])
+                  if r.partition == "val" and r.partition not in card.trained_partitions}
     in_validation = int(data.table.frame["sha256"].isin(validation).sum())
     return GateBundle(role, card, bundle_digest(card.path), leakage, in_validation), data
 

@@ -134,7 +134,6 @@ def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images
     import pandas as pd
 
     from lesionlens.bundle.card import read_card
-    from lesionlens.bundle.split import trained_rows
     from lesionlens.data.images import Preprocessing
     from lesionlens.data.load import prepare, read_table
     from lesionlens.data.metadata import read_metadata
@@ -152,7 +151,7 @@ def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images
     excluded = {}
     for bundle in exclude_trained_by:
         card = read_card(bundle, verify=False)
-        trained = table.frame["sha256"].isin({r.sha256 for r in trained_rows(card) if r.partition == "train"})
+        trained = table.frame["sha256"].isin({r.sha256 for r in card.training_rows()})
         excluded[card.name] = int(trained.sum())
         table = table.subset(~trained.to_numpy())
     if len(table) == 0:
