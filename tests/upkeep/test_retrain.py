@@ -24,6 +24,7 @@ from lesionlens.upkeep.snapshot import build_snapshot
 
 def clinic_export(root: Path, per_class: int = 6, labels=None) -> Path:
     """A case store with colour photos from a 'new clinic' (two photos per patient), labelled, exported."""
+    root.mkdir(parents=True, exist_ok=True)
     store = CaseStore.open(root / "cases.sqlite")
     for c, colour in COLOURS.items():
         for i in range(per_class):
@@ -74,7 +75,7 @@ def test_retrain_trains_with_the_champions_recipe_and_registers_a_challenger(reg
     assert state.aliases["challenger"] == result.digest and state.champion == result.champion
     card = registry.card(result.digest)
     champion = registry.card(result.champion)
-    assert card.architecture == champion.architecture and card.classes == champion.classes
+    assert card.architecture == champion.architecture and set(card.classes) == set(champion.classes)
     assert card.training.config["train"] == champion.training.config["train"]
     assert card.dataset.path == str(result.snapshot.table)
     assert all(p.validated for p in card.operating_points.values())  # fitted on held-out images
