@@ -112,7 +112,7 @@ def trials_a(name: str, ev: Evaluation, view: str, how: str, trials: int, settin
     rng = np.random.default_rng(seed)
     n = len(ev.y_true)
     population = with_threshold(ev, view, less_sensitive_threshold(ev, view)) if how == "population" else None
-    rejected, drops, lows = 0, [], []
+    rejected, drops, lows, verdicts = 0, [], [], []
     for _ in range(trials):
         rows = np.sort(rng.choice(n, size=int(0.7 * n), replace=False))
         a = subset(ev, rows)
@@ -120,14 +120,19 @@ def trials_a(name: str, ev: Evaluation, view: str, how: str, trials: int, settin
         j = judge(a, b, {}, settings)
         sens = next(c for c in j.primary if c.view == view and c.metric == "sensitivity")
         rejected += not j.passed
+        verdicts.append(not j.passed)
         drops.append(sens.champion - sens.challenger)
         lows.append(sens.advantage.low)
     v = ev.binary(view)
+    shown = [r for r, d in zip(verdicts, drops) if d >= DROP - 1e-9]
+    small = [r for r, d in zip(verdicts, drops) if d < DROP - 1e-9]
+    split = (f"; of the {len(shown)} gate sets showing >= 3 pts {sum(shown)} rejected, of the {len(small)} showing "
+             f"less {sum(small)}" if small else "")
     return {"what": f"(a) {view} sensitivity -3 pts, {how}", "pool": name, "trials": trials,
             "result": f"rejected {rejected}/{trials} ({100 * rejected / trials:.0f}%)",
             "figures": f"pool {int(v.y_true.sum())} positives; drop on the gate set {100 * min(drops):.1f}-"
                        f"{100 * max(drops):.1f} pts (mean {100 * np.mean(drops):.1f}); lower bound mean "
-                       f"{np.mean(lows):+.3f}, highest {max(lows):+.3f}"}
+                       f"{np.mean(lows):+.3f}, highest {max(lows):+.3f}{split}"}
 
 
 def trials_d(name: str, ev: Evaluation, gs: GateSet, trials: int, noise: float, settings: GateSettings,

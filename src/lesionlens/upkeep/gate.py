@@ -10,9 +10,11 @@ worse in no subgroup (:mod:`lesionlens.upkeep.noninferiority`). The result is an
 (:class:`GateResult`); ``gate.json`` (canonical JSON: the same inputs give the same bytes, so its
 sha256 names the decision) and ``gate.html`` are written from it (:mod:`lesionlens.upkeep.gate_report`).
 
-An operating point fitted on images the model also trained on (``data.train_on_val``) is not a
-held-out figure: the report marks such a bundle's thresholds as unvalidated and does not quote
-its card's sensitivity; the gate's own figures are measured on the gate set either way.
+An operating point fitted on images the model also trained on (``data.train_on_val``, or a
+calibration on training images: the card's ``validated`` false) has no held-out figure: the
+report marks such a bundle's thresholds as unvalidated and does not quote its card's sensitivity;
+the gate's own figures are measured on the gate set either way. ``lesionlens registry promote``
+accepts a passed ``gate.json`` naming the current champion and the challenger by digest.
 """
 
 from __future__ import annotations
@@ -172,9 +174,12 @@ class GateResult:
                        f"{f'{a.estimate:+.3f} [{a.low:+.3f}, {a.high:+.3f}]':<28}{-c.margin:>7.3f}  {c.verdict}")
         verdicts = [c.verdict for c in j.subgroups]
         too_few = [t for t in j.too_few if not t.subgroup.primary]
-        out.append(f"  subgroups: {len(verdicts)} criteria judged ({verdicts.count('non-inferior')} non-inferior, "
-                   f"{verdicts.count('inconclusive')} inconclusive, {verdicts.count('worse')} worse); "
-                   f"{len(too_few)} view-subgroup pair(s) too few to judge")
+        if not gs.subgroups():
+            out.append("  subgroups: none (the gate set records no sex, age or body site)")
+        else:
+            out.append(f"  subgroups: {len(verdicts)} criteria judged ({verdicts.count('non-inferior')} non-inferior, "
+                       f"{verdicts.count('inconclusive')} inconclusive, {verdicts.count('worse')} worse); "
+                       f"{len(too_few)} view-subgroup pair(s) too few to judge")
         for b in self.bundles():
             if b.threshold_note:
                 out.append(f"  note: {b.role} {b.name}: {b.threshold_note}")
