@@ -8,6 +8,7 @@ and print the result object it returns (summaries are formatted by the library).
     lesionlens check                                             lesionlens.cli.check
     lesionlens cases export | study | token | erase | check | partition   lesionlens.cli.cases
     lesionlens registry add | list | challenger | promote | rollback | history | verify   lesionlens.cli.registry
+    lesionlens gate | gate freeze                                 lesionlens.cli.upkeep
 
 Training flags are derived from the typed configuration (:mod:`lesionlens.cli.options`).
 """
@@ -19,9 +20,9 @@ import logging
 import sys
 
 from lesionlens import __version__
-from lesionlens.cli import cases, check, evaluate, predict, registry, serve, train
+from lesionlens.cli import cases, check, evaluate, predict, registry, serve, train, upkeep
 
-COMMAND_GROUPS = (train, evaluate, predict, serve, check, cases, registry)
+COMMAND_GROUPS = (train, evaluate, predict, serve, check, cases, registry, upkeep)
 
 
 def build_parser() -> argparse.ArgumentParser:
