@@ -79,6 +79,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                              "required for a server database)")
     cases.add_argument("--store-predictions", action="store_true",
                        help="also keep every /v1/predict image (as cases without research consent, never exported)")
+    cases.add_argument("--monitor-reference", help="the bundle's reference profile (`lesionlens monitor reference`): "
+                                                   "GET /v1/monitor and the /monitor page test the stored cases for drift")
     p.set_defaults(run=_serve, extra="serve")
 
 
@@ -102,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads, decode_workers=args.decode_workers, int8=args.int8,
         db=args.db, case_images=args.case_images, store_predictions=args.store_predictions,
         registry=str(args.registry) if args.registry else None, shadow=args.shadow,
+        monitor_reference=args.monitor_reference,
     )
     app = create_app(args.bundle, settings)
     what = args.bundle or f"the champion of registry {args.registry}"

@@ -175,6 +175,9 @@ def create_app(bundle: str | Path | None = None, settings: ServeSettings | None 
 
         add_case_routes(app, cases, authenticator, lambda f: _read(f, settings), _predict_one,
                         list(service.model.classes), settings.max_pixels)
+        from lesionlens.serving.monitor import add_monitor_routes  # GET /v1/monitor, /monitor
+
+        add_monitor_routes(app, cases.store, authenticator, lambda: service.model, settings.monitor_reference)
 
         @app.get("/label", response_class=HTMLResponse, include_in_schema=False)
         def label_page() -> str:

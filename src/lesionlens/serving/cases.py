@@ -27,7 +27,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Path, Query, UploadFile
 from fastapi.responses import FileResponse
 from PIL import Image
@@ -38,7 +37,7 @@ from lesionlens.cases.queue import labelling_queue
 from lesionlens.cases.store import CaseMetadata, CaseRecord, CaseStore, NewCase, ShadowAnswer, StoredCase, StoreError
 from lesionlens.cases.study import study_tables
 from lesionlens.config import LabelSource, choices
-from lesionlens.quality.image import WORKING_SIDE, assess_image
+from lesionlens.quality.image import assess_encoded
 from lesionlens.serving.auth import Authenticator, Principal
 from lesionlens.serving.decode import sniff_format
 from lesionlens.serving.errors import ApiError
@@ -146,12 +145,7 @@ class CaseService:
             if img.width * img.height > max_pixels:  # decode_upload refuses it too; never decode it here
                 raise ApiError(413, "too_many_pixels", f"{img.width}x{img.height} is more than {max_pixels:,} pixels")
         image = clean_image(data, fmt)
-        with Image.open(io.BytesIO(image.data)) as img:
-            scale = WORKING_SIDE / max(img.size)
-            if img.format == "JPEG" and scale < 1:  # let the decoder scale down (by 2, 4 or 8): 3x faster
-                img.draft("RGB", (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
-            rgb = np.asarray(img.convert("RGB"))
-        problems = assess_image(rgb, (image.width, image.height))
+        problems = assess_encoded(image.data)
         self.store.images.put(image)  # durable before any row points at it
         return Prepared(image, [{"code": p.code, "message": p.message} for p in problems])
 

@@ -56,6 +56,9 @@ class ServeSettings:
     # under overload shadow mode adds no queueing to the champion's answers, and its memory stays
     # bounded (32 uploads: a few MB of typical photos, 320 MB at the 10 MB upload limit).
     shadow_queue: int = 32
+    # The served bundle's reference profile (`lesionlens monitor reference`), for GET /v1/monitor and
+    # /monitor (with a case store). None: those routes answer how to give one.
+    monitor_reference: str | None = None
 
     def resolved_threads(self) -> int:
         return self.threads or usable_cores()
