@@ -18,6 +18,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,24 +135,23 @@ class LoadResult:
         return len(self.latencies) / self.seconds
 
 
-async def _client(port: int, requests: list[bytes], offset: int, deadline: float, budget: list[int],
-                  latencies: list[float], failures: list[int]) -> None:
+async def client(port: int, requests: list[bytes], offset: int, another: Callable[[], bool],
+                 answered: Callable[[int, bytes, float], None]) -> None:
+    """One keep-alive connection that sends ``requests`` in turn (from ``offset``), one at a time,
+    while ``another()`` says so; ``answered(status, body, sent)`` gets each answer (status 0: the
+    connection failed, and is opened again)."""
     reader, writer = await asyncio.open_connection(HOST, port)
     i = offset
     try:
-        while time.perf_counter() < deadline and budget[0] > 0:
-            budget[0] -= 1
+        while another():
             t = time.perf_counter()
             try:
                 writer.write(requests[i % len(requests)])
                 await writer.drain()
-                status, _, close = await read_response(reader)
+                status, body, close = await read_response(reader)
             except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
-                status, close = 0, True
-            if status == 200:
-                latencies.append(time.perf_counter() - t)
-            else:
-                failures[0] += 1
+                status, body, close = 0, b"", True
+            answered(status, body, t)
             if close:
                 writer.close()
                 reader, writer = await asyncio.open_connection(HOST, port)
@@ -164,8 +164,20 @@ async def _load(port: int, requests: list[bytes], clients: int, seconds: float, 
     latencies: list[float] = []
     failures, budget = [0], [max_requests]
     started = time.perf_counter()
-    await asyncio.gather(*(_client(port, requests, k * 7, started + seconds, budget, latencies, failures)
-                           for k in range(clients)))
+
+    def another() -> bool:
+        if time.perf_counter() >= started + seconds or budget[0] <= 0:
+            return False
+        budget[0] -= 1
+        return True
+
+    def answered(status: int, _body: bytes, sent: float) -> None:
+        if status == 200:
+            latencies.append(time.perf_counter() - sent)
+        else:
+            failures[0] += 1
+
+    await asyncio.gather(*(client(port, requests, k * 7, another, answered) for k in range(clients)))
     return LoadResult(clients, time.perf_counter() - started, latencies, failures[0])
 
 

@@ -22,11 +22,14 @@ def clean(seed: int = 0):
     return clean_image(jpeg_bytes(seed), "JPEG")
 
 
-def prediction(top: str = "mel", p: float = 0.7, classes=("mel", "nv", "bcc")) -> dict:
+DIGEST = "d1" * 32  # a model digest (sha256 hex)
+
+
+def prediction(top: str = "mel", p: float = 0.7, classes=("mel", "nv", "bcc"), digest: str | None = DIGEST) -> dict:
     rest = (1 - p) / (len(classes) - 1)
     probs = {c: (p if c == top else rest) for c in classes}
     malignant = sum(v for c, v in probs.items() if c in ("mel", "bcc"))
     return {"top_class": top, "top_probability": p, "probabilities": probs,
             "decision": {"malignant": {"score": malignant, "positive": malignant >= 0.5,
                                        "rule": {"criterion": "specificity", "threshold": 0.5}}},
-            "model": {"name": "tiny", "architecture": "tiny", "version": "v1", "runtime": "test"}}
+            "model": {"name": "tiny", "architecture": "tiny", "version": "v1", "runtime": "test", "digest": digest}}

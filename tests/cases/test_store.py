@@ -3,12 +3,14 @@ tokens and the integrity check."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
-from case_helpers import clean, prediction
+from case_helpers import DIGEST, clean, prediction
 
 from lesionlens.cases import schema
 from lesionlens.cases.db import StoreError, current_revision, head_revision
-from lesionlens.cases.store import CaseMetadata
+from lesionlens.cases.store import CaseMetadata, ShadowAnswer
 
 
 def test_migrations_build_exactly_the_declared_schema(store):
@@ -19,6 +21,53 @@ def test_migrations_build_exactly_the_declared_schema(store):
     with store.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), schema.metadata)
     assert diff == []
+
+
+def test_a_database_made_before_model_digests_migrates_and_keeps_its_cases(store_url, tmp_path):
+    """A store at revision 0001 with a case in it: opening it migrates to the newest revision; the
+    old case reads back with no model digest, new cases name theirs."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from lesionlens.cases.db import _config, database_url, open_engine
+    from lesionlens.cases.store import CaseStore
+
+    engine = open_engine(database_url(store_url))
+    with engine.begin() as c:
+        command.upgrade(_config(c), "0001")
+        image = clean(40)
+        c.execute(insert(schema.cases).values(
+            id="0" * 32, created_at=datetime.now(timezone.utc), origin="cases", image_sha256=image.sha256, image_format="JPEG",
+            width=image.width, height=image.height, consent_research=False, model_name="old", model_version="v0",
+            top_class="mel", probabilities={"mel": 1.0}, decision={}, latency_ms=1.0, quality=[], response={}))
+    assert current_revision(engine) == "0001"
+    engine.dispose()
+    store = CaseStore.open(store_url, tmp_path / "img")
+    try:
+        store.images.put(image)
+        assert current_revision(store.engine) == head_revision()
+        assert store.record("0" * 32).model_digest is None
+        new = store.add(clean(41), CaseMetadata(), prediction())
+        assert store.record(new.id).model_digest == DIGEST
+    finally:
+        store.close()
+
+
+def test_shadow_answers_are_kept_per_case_and_erased_with_it(store):
+    case = store.add(clean(42), CaseMetadata(), prediction()).id
+    other = store.add(clean(43), CaseMetadata(), prediction()).id
+    challenger = "c" * 64
+    answer = ShadowAnswer(case, challenger, "nv", {"mel": 0.2, "nv": 0.7, "bcc": 0.1}, {"malignant": {"score": 0.3}}, 4.5)
+    assert store.add_shadow_answers([answer, ShadowAnswer(other, challenger, "mel", {"mel": 1.0}, {}, 3.0)]) == 2
+    assert store.add_shadow_answers([answer]) == 0  # one answer per case and model
+    assert store.add_shadow_answers([ShadowAnswer("9" * 32, challenger, "mel", {}, {}, 1.0)]) == 0  # no such case
+    (got,) = store.shadow_answers([case])
+    assert (got.model_digest, got.top_class, got.probabilities, got.latency_ms) == (challenger, "nv", answer.probabilities, 4.5)
+    assert got.created_at.tzinfo is not None
+    assert store.record(case).top_class == "mel"  # the champion's answer is the case's answer
+    assert store.erase(case, by="admin")
+    assert [a.case_id for a in store.shadow_answers()] == [other]
+    assert store.check().ok
 
 
 def test_a_retried_request_id_is_stored_once(store):
@@ -38,6 +87,7 @@ def test_record_round_trip(store):
     stored = store.add(clean(3), meta, prediction(), quality=[{"code": "blurry"}], latency_ms=12.5)
     rec = store.record(stored.id)
     assert rec.metadata == meta and rec.top_class == "mel" and rec.quality == [{"code": "blurry"}]
+    assert rec.model_digest == DIGEST
     assert rec.created_at.tzinfo is not None
     assert store.image_path(stored.id).read_bytes() == clean(3).data
     assert rec.settlement.status == "unlabelled"

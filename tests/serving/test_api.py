@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from helpers import write_image
 from PIL import Image
 
+from lesionlens.bundle.registry import bundle_digest
 from lesionlens.predict import predict_paths
 from lesionlens.serving.app import create_app
 from lesionlens.serving.settings import ServeSettings
@@ -50,6 +51,7 @@ def test_predict_returns_probabilities_decision_model_and_timing(client, tmp_pat
     else:
         assert mal["rule"] == {"criterion": "argmax"} and mal["positive"] == (body["top_class"] in {"mel", "bcc"})
     assert body["model"]["architecture"] == "tiny_cnn" and body["model"]["runtime"].startswith("onnxruntime")
+    assert body["model"]["digest"] == bundle_digest(client.app.state.service.model.card.path)
     assert body["timing"]["total_ms"] >= body["timing"]["model_ms"] > 0
     assert "not a diagnosis" in body["disclaimer"]
     assert body["heatmap"] is None
@@ -135,7 +137,9 @@ def test_model_health_ready_and_docs(client):
     m = client.get("/v1/model").json()
     assert m["card"]["model"]["architecture"] == "tiny_cnn" and m["serving"]["explain"] is True
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    digest = bundle_digest(client.app.state.service.model.card.path)
+    assert m["serving"]["digest"] == digest and m["serving"]["registry"] is None
+    assert client.get("/readyz").json() == {"status": "ready", "model_digest": digest, "registry_seq": None}
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/predict", "/v1/predict/batch", "/v1/model", "/healthz", "/readyz"} <= set(paths)
     docs = client.get("/docs")
@@ -172,7 +176,7 @@ def test_concurrent_requests_get_their_own_answers(exported_bundle, tmp_path, ba
         alone = [_post(c, d).json()["probabilities"] for d in images]
         with ThreadPoolExecutor(12) as pool:
             together = list(pool.map(lambda d: _post(c, d).json()["probabilities"], images))
-        batcher = c.app.state.service.batcher
+        batcher = c.app.state.service.current.batcher
         if batching:
             assert batcher.images >= len(images) * 2 and batcher.batches < batcher.images  # some grouped
     for a, b in zip(alone, together):

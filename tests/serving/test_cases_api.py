@@ -58,6 +58,7 @@ def test_a_case_is_answered_like_predict_and_stored_with_its_metadata(served):
     record = store.record(body["case_id"])
     assert record.metadata.age == 63 and record.metadata.site == "back" and record.metadata.consent_research
     assert record.model_version == body["model"]["version"] and record.probabilities == body["probabilities"]
+    assert record.model_digest == body["model"]["digest"] and len(record.model_digest) == 64
     again = submit(client, photo(1), tokens["submit"], request_id="app-1", age=63)
     assert again.status_code == 200 and not again.json()["created"] and again.json()["case_id"] == body["case_id"]
     assert store.count() == 1

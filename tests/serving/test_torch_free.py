@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from lesionlens.cli import build_parser
 from lesionlens.serving.app import create_app
 import lesionlens.bundle.registry  # the server follows a registry: it must stay torch-free too
+import lesionlens.serving.registry_models, lesionlens.serving.shadow  # serve --registry, --shadow
 build_parser().parse_args(["serve", sys.argv[1]])
 with TestClient(create_app(sys.argv[1])) as c:
     status = c.get("/readyz").status_code

@@ -5,16 +5,34 @@ checks that migrating an empty database to the newest revision gives exactly the
 Labels and adjudications are append-only (each row is a version; a reader's newest row counts), so
 the history of every label stays auditable. Erasure deletes a case's rows and image and leaves one
 line in ``erasures`` (the random case id, when and by whom: nothing about the patient).
+Every case names the model that answered it by its content digest (``model_digest``, the
+registry's :func:`~lesionlens.bundle.registry.bundle_digest`); a challenger run in shadow mode
+leaves its answer to the same case in ``shadow_answers``, which is never shown to the client.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
 ID_LENGTH = 32  # uuid4().hex: random, so a case id says nothing about the patient or the order of cases
 TEXT_LIMIT = 128  # pseudonymous ids, device names, request ids
+DIGEST_LENGTH = 64  # a sha256 in hex
 
 cases = Table(
     "cases", metadata,
@@ -40,6 +58,8 @@ cases = Table(
     Column("partition", String(8), nullable=True, comment="train / val / test when fixed for exports"),
     Column("model_name", String(TEXT_LIMIT), nullable=False),
     Column("model_version", String(TEXT_LIMIT), nullable=False, comment="the bundle's time and weights sha256"),
+    Column("model_digest", String(DIGEST_LENGTH), nullable=True, index=True,
+           comment="the answering bundle's content digest; null for cases stored before it was kept"),
     Column("top_class", String(64), nullable=False),
     Column("probabilities", JSON, nullable=False, comment="calibrated, class -> probability"),
     Column("decision", JSON, nullable=False, comment="per view: score, positive, rule"),
@@ -78,6 +98,19 @@ tokens = Table(
     Column("token_sha256", String(64), nullable=False, unique=True, comment="only the hash is kept"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+shadow_answers = Table(
+    "shadow_answers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", String(ID_LENGTH), ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("model_digest", String(DIGEST_LENGTH), nullable=False, index=True, comment="the challenger that answered"),
+    Column("top_class", String(64), nullable=False),
+    Column("probabilities", JSON, nullable=False, comment="calibrated, class -> probability"),
+    Column("decision", JSON, nullable=False, comment="per view: score, positive, rule"),
+    Column("latency_ms", Float, nullable=False, comment="the challenger's decode and model time"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("case_id", "model_digest", name="uq_shadow_answers_case_model"),
 )
 
 erasures = Table(

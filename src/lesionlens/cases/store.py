@@ -3,6 +3,7 @@
     store = CaseStore.open("cases.sqlite")            # or "postgresql+psycopg://host/db", images=DIR
     stored = store.add(image, metadata, prediction)     # idempotent per request_id
     store.add_label(stored.id, "mel", "histo", reader="dr_a")
+    store.add_shadow_answers([ShadowAnswer(stored.id, challenger_digest, ...)])   # shadow mode's answers
 
 An image file is written (durably) before the row that points at it is committed, and a case is
 acknowledged only after that commit: a crash loses no acknowledged case and leaves no row without
@@ -82,11 +83,25 @@ class CaseRecord:
     metadata: CaseMetadata
     partition: str | None
     model_version: str
+    model_digest: str | None  # the answering bundle's content digest; None for cases stored before 0002
     top_class: str
     probabilities: dict[str, float]
     decision: dict
     quality: list
     settlement: Settlement = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ShadowAnswer:
+    """A challenger's answer to a stored case in shadow mode: kept for comparison, never returned."""
+
+    case_id: str
+    model_digest: str
+    top_class: str
+    probabilities: dict[str, float]
+    decision: dict
+    latency_ms: float
+    created_at: datetime | None = None  # set by the store
 
 
 @dataclass
@@ -174,7 +189,8 @@ class CaseStore:
         row = asdict(case.metadata) | {
             "id": case_id, "created_at": _now(), "origin": case.origin, "image_sha256": case.image.sha256,
             "image_format": case.image.format, "width": case.image.width, "height": case.image.height,
-            "model_name": p["model"]["name"], "model_version": p["model"]["version"], "top_class": p["top_class"],
+            "model_name": p["model"]["name"], "model_version": p["model"]["version"],
+            "model_digest": p["model"].get("digest"), "top_class": p["top_class"],
             "probabilities": p["probabilities"], "decision": p["decision"], "latency_ms": case.latency_ms,
             "quality": case.quality, "response": p,
         }
@@ -221,7 +237,7 @@ class CaseStore:
         return [CaseRecord(
             id=r.id, created_at=_utc(r.created_at), origin=r.origin, image=_image_name(r.image_sha256, r.image_format),
             width=r.width, height=r.height, metadata=CaseMetadata(**{k: getattr(r, k) for k in fields}),
-            partition=r.partition, model_version=r.model_version, top_class=r.top_class,
+            partition=r.partition, model_version=r.model_version, model_digest=r.model_digest, top_class=r.top_class,
             probabilities=r.probabilities, decision=r.decision, quality=r.quality,
             settlement=settle(labels.get(r.id, ()), adjudications.get(r.id, ())),
         ) for r in rows]
@@ -229,6 +245,37 @@ class CaseStore:
     def record(self, case_id: str) -> CaseRecord | None:
         found = self.records([case_id])
         return found[0] if found else None
+
+    # -- shadow answers ---------------------------------------------------------------------------
+
+    def add_shadow_answers(self, answers: list[ShadowAnswer]) -> int:
+        """Keep challengers' answers in one transaction; an answer whose case is gone (erased
+        meanwhile) or that is there already (same case and model) is skipped. Returns how many
+        were stored."""
+        stored = 0
+        with self.engine.begin() as c:
+            for a in answers:
+                try:
+                    with c.begin_nested():
+                        c.execute(insert(schema.shadow_answers).values(
+                            case_id=a.case_id, model_digest=a.model_digest, top_class=a.top_class,
+                            probabilities=a.probabilities, decision=a.decision, latency_ms=a.latency_ms,
+                            created_at=_now()))
+                    stored += 1
+                except IntegrityError:
+                    log.info("shadow answer for case %s by %s not stored: the case is gone or has one",
+                             a.case_id, a.model_digest[:12])
+        return stored
+
+    def shadow_answers(self, case_ids: list[str] | None = None) -> list[ShadowAnswer]:
+        """Shadow answers (all, or those to the cases named), oldest first."""
+        t = schema.shadow_answers
+        query = select(t).order_by(t.c.created_at, t.c.id)
+        if case_ids is not None:
+            query = query.where(t.c.case_id.in_(case_ids))
+        with self.engine.connect() as c:
+            return [ShadowAnswer(r.case_id, r.model_digest, r.top_class, r.probabilities, r.decision, r.latency_ms,
+                                 _utc(r.created_at)) for r in c.execute(query)]
 
     def set_partition(self, case_ids: list[str], partition: str | None) -> int:
         if partition not in ("train", "val", "test", None):
@@ -238,8 +285,8 @@ class CaseStore:
                              .values(partition=partition)).rowcount
 
     def erase(self, case_id: str, by: str) -> bool:
-        """Remove a case, its labels and (unless another case has the same photo) its image; keep
-        only the fact that case ``case_id`` was erased, when, and by whom."""
+        """Remove a case, its labels, its shadow answers and (unless another case has the same
+        photo) its image; keep only the fact that case ``case_id`` was erased, when, and by whom."""
         with self.engine.begin() as c:
             row = c.execute(select(schema.cases.c.image_sha256, schema.cases.c.image_format)
                             .where(schema.cases.c.id == case_id)).first()
@@ -247,6 +294,7 @@ class CaseStore:
                 return False
             c.execute(delete(schema.labels).where(schema.labels.c.case_id == case_id))
             c.execute(delete(schema.adjudications).where(schema.adjudications.c.case_id == case_id))
+            c.execute(delete(schema.shadow_answers).where(schema.shadow_answers.c.case_id == case_id))
             c.execute(delete(schema.cases).where(schema.cases.c.id == case_id))
             c.execute(insert(schema.erasures).values(case_id=case_id, erased_at=_now(), by=by))
             shared = c.execute(select(func.count()).select_from(schema.cases)

@@ -1,4 +1,5 @@
-"""``lesionlens export`` and ``serve``: a bundle as ONNX, served over HTTP without PyTorch."""
+"""``lesionlens export`` and ``serve``: a bundle as ONNX, served over HTTP without PyTorch (one bundle,
+or a model registry's champion, followed as its aliases move)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  lesionlens serve runs/ham --port 8000\n"
                "  curl -F file=@lesion.jpg http://127.0.0.1:8000/v1/predict\n"
                "  LESIONLENS_API_TOKEN=secret lesionlens serve runs/ham --host 0.0.0.0\n"
-               "  lesionlens serve runs/ham --db cases.sqlite      # keep cases: POST /v1/cases, /label, /study",
+               "  lesionlens serve runs/ham --db cases.sqlite      # keep cases: POST /v1/cases, /label, /study\n"
+               "  lesionlens serve --registry models/ --db cases.sqlite --shadow   # the champion; the challenger "
+               "in shadow",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("bundle", type=Path)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("bundle", type=Path, nargs="?", help="an exported bundle to serve")
+    source.add_argument("--registry", type=Path, metavar="DIR",
+                        help="serve this model registry's champion, and follow its aliases: a promotion or "
+                             "rollback swaps the served model without a restart or a failed request")
+    p.add_argument("--shadow", action="store_true",
+                   help="with --registry: the challenger also scores every request (never returned); its answers "
+                        "are kept beside stored cases (--db) and counted in /v1/model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20,
@@ -69,6 +79,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                              "required for a server database)")
     cases.add_argument("--store-predictions", action="store_true",
                        help="also keep every /v1/predict image (as cases without research consent, never exported)")
+    cases.add_argument("--monitor-reference", help="the bundle's reference profile (`lesionlens monitor reference`): "
+                                                   "GET /v1/monitor and the /monitor page test the stored cases for drift")
     p.set_defaults(run=_serve, extra="serve")
 
 
@@ -91,8 +103,11 @@ def _serve(args: argparse.Namespace) -> int:
         batching=args.batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
         threads=args.threads, decode_workers=args.decode_workers, int8=args.int8,
         db=args.db, case_images=args.case_images, store_predictions=args.store_predictions,
+        registry=str(args.registry) if args.registry else None, shadow=args.shadow,
+        monitor_reference=args.monitor_reference,
     )
     app = create_app(args.bundle, settings)
-    print(f"LesionLens serving {args.bundle} on http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
+    what = args.bundle or f"the champion of registry {args.registry}"
+    print(f"LesionLens serving {what} on http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, access_log=args.access_log, log_level="info")
     return 0

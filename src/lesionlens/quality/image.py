@@ -11,6 +11,7 @@ table; the figures are quoted beside each threshold below).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,3 +147,16 @@ def assess_image(rgb: np.ndarray, original_size: tuple[int, int] | None = None) 
     """What is wrong with a photograph (an empty list when nothing is): ``rgb`` is H x W x 3 uint8,
     ``original_size`` the file's (width, height) when ``rgb`` is a reduced copy."""
     return problems_of(measure_image(rgb, original_size))
+
+
+def assess_encoded(data: bytes) -> list[ImageProblem]:
+    """:func:`assess_image` of an encoded photo (JPEG or PNG bytes, already upright: a stored case's
+    file). A JPEG is decoded straight at about the working size (the decoder scales by 2, 4 or 8:
+    three times faster); the server's cases and the monitor's reference images are both checked here."""
+    with Image.open(io.BytesIO(data)) as img:
+        size = img.size
+        scale = WORKING_SIDE / max(size)
+        if img.format == "JPEG" and scale < 1:
+            img.draft("RGB", (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))))
+        rgb = np.asarray(img.convert("RGB"))
+    return assess_image(rgb, size)

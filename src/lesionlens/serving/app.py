@@ -1,10 +1,11 @@
-"""The FastAPI application: ``create_app(bundle, settings)``; the model is loaded once, at start-up.
+"""The FastAPI application: ``create_app(bundle, settings)``; the model is loaded once, at start-up
+(or, with ``settings.registry``, a registry's champion, swapped when an alias moves).
 
     POST /v1/predict          one image (multipart field "file"); ?explain=true adds a CAM overlay
     POST /v1/predict/batch    up to max_batch_files images (multipart fields "files")
     POST /v1/explain          one image -> the CAM overlay as image/png
-    GET  /v1/model            the bundle's card and how it is served
-    GET  /healthz, /readyz    liveness, readiness
+    GET  /v1/model            the bundle's card and how it is served (digest, registry, shadow counts)
+    GET  /healthz, /readyz    liveness, readiness (and the served digest)
     GET  /                    the web page;  /docs  the OpenAPI docs
 With a case store (``settings.db``): /v1/cases, the labelling workflow and the study statistics
 (:mod:`lesionlens.serving.cases`), and the pages /label and /study.
@@ -29,7 +30,8 @@ from lesionlens.serving.auth import Authenticator
 from lesionlens.serving.errors import ApiError
 from lesionlens.serving.limits import BodyLimit
 from lesionlens.serving.runtime import BundleModel
-from lesionlens.serving.schemas import BatchResponse, ErrorResponse, Health, Prediction
+from lesionlens.serving.schemas import BatchResponse, ErrorResponse, Health, Prediction, Ready
+from lesionlens.serving.served import Served
 from lesionlens.serving.service import PredictionService
 from lesionlens.serving.settings import ServeSettings
 
@@ -39,23 +41,33 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 415, 4
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file(s)
 
 
-def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(bundle: str | Path | None = None, settings: ServeSettings | None = None) -> FastAPI:
+    """Serve ``bundle``, or (``bundle`` None) the champion of the registry ``settings.registry``."""
     settings = settings or ServeSettings()
-    model = BundleModel(bundle, int8=settings.int8, threads=settings.resolved_threads())
-    service = PredictionService(model, settings)
+    served, registry = _models(bundle, settings)
+    service = PredictionService(served, settings)
     cases = _case_service(settings, service)
+    shadow = _shadow(settings, registry, service, cases)
     authenticator = Authenticator(settings.token, cases.store if cases else None, settings.token_cache_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await service.start()
-        log.info("serving %s (%s) with %s, %d threads, batching %s", model.card.path, model.card.architecture,
-                 model.runtime, model.threads, "on" if settings.batching else "off")
+        if registry:
+            await registry.start(service)
+        if shadow:
+            shadow.start()
+        model = service.model
+        log.info("serving %s (%s, digest %s) with %s, %d threads, batching %s", model.card.path, model.card.architecture,
+                 service.current.short, model.runtime, model.threads, "on" if settings.batching else "off")
         if cases:
             log.info("keeping cases in %s%s", cases.store.describe(),
                      "; /v1/predict stores too" if settings.store_predictions else "")
         yield
+        if shadow:
+            await shadow.stop()
         await service.stop()
+        await (registry.stop() if registry else served.stop())
         if cases:
             cases.close()
 
@@ -76,31 +88,37 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    @app.get("/readyz", response_model=Ready, responses={503: {"model": Health}})
     def readyz():
         if not service.ready:
             return JSONResponse({"status": "starting or stopping"}, status_code=503)
-        return {"status": "ready"}
+        return {"status": "ready", "model_digest": service.current.digest,
+                "registry_seq": registry.state.seq if registry else None}
 
     @app.get("/v1/model", dependencies=auth, responses=ERRORS)
     def model_card() -> dict:
+        model = service.model
         return {"card": model.card.data, "serving": service.model_info() | {
             "explain": model.explains, "decision_basis": service.decision_basis(),
             "max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
             "max_batch_files": settings.max_batch_files, "batching": settings.batching,
             "max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms,
             "threads": model.threads, "token_required": not authenticator.is_open(),
-            "case_store": cases is not None, "stores_predictions": cases is not None and settings.store_predictions}}
+            "case_store": cases is not None, "stores_predictions": cases is not None and settings.store_predictions,
+            "registry": registry.describe() if registry else None, "shadow": shadow.describe() if shadow else None}}
 
     @app.post("/v1/predict", response_model=Prediction, response_model_by_alias=True,
               dependencies=auth, responses=ERRORS)
     async def predict(file: UploadFile = File(description="a JPEG or PNG image"),
                       explain: bool = Query(False, description="add a class-activation-map overlay (PNG)")) -> dict:
-        _check_explain(explain, model)
+        _check_explain(explain, service.model)
         name, data = await _read(file, settings)
         if cases is not None and settings.store_predictions:
             return await _predict_and_store(name, data, explain)
-        return await _predict_one(name, data, explain)
+        result = await _predict_one(name, data, explain)
+        if shadow:
+            shadow.submit(name, data, result)
+        return result
 
     async def _predict_one(name: str, data: bytes, explain: bool = False) -> dict:
         (result,) = await service.predict([(name, data)], explain)
@@ -113,7 +131,7 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
                                                       settings.max_pixels)
         stored = {k: v for k, v in result.items() if k != "heatmap"}
         result["case_id"], _, _, _ = await cases.keep(prepared, CaseMetadata(), stored, "predict",
-                                                      result["timing"]["total_ms"])
+                                                      result["timing"]["total_ms"], (name, data))
         return result
 
     @app.post("/v1/predict/batch", response_model=BatchResponse, response_model_by_alias=True,
@@ -122,7 +140,7 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
                             explain: bool = Query(False)) -> dict:
         if len(files) > settings.max_batch_files:
             raise ApiError(413, "too_many_files", f"{len(files)} files; the limit is {settings.max_batch_files} per request")
-        _check_explain(explain, model)
+        _check_explain(explain, service.model)
         uploads: list[tuple[str, bytes | ApiError]] = []
         for f in files:
             try:
@@ -136,12 +154,14 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
             outcome = done.get(i, data)
             results.append({"filename": name, "error": outcome.to_dict()["error"]} if isinstance(outcome, ApiError)
                            else {"filename": name, "prediction": outcome})
+            if shadow and not isinstance(outcome, ApiError):
+                shadow.submit(name, data, outcome)
         return {"results": results}
 
     @app.post("/v1/explain", dependencies=auth, responses=ERRORS | {200: {"content": {"image/png": {}}}},
               response_class=Response)
     async def explain_png(file: UploadFile = File(description="a JPEG or PNG image")) -> Response:
-        _check_explain(True, model)
+        _check_explain(True, service.model)
         (result,) = await service.predict([await _read(file, settings)], explain=True)
         if isinstance(result, ApiError):
             raise result
@@ -153,8 +173,11 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
         from lesionlens.cases.store import CaseMetadata
         from lesionlens.serving.cases import add_case_routes, predict_and_prepare
 
-        add_case_routes(app, cases, authenticator, lambda f: _read(f, settings), _predict_one, list(model.classes),
-                        settings.max_pixels)
+        add_case_routes(app, cases, authenticator, lambda f: _read(f, settings), _predict_one,
+                        list(service.model.classes), settings.max_pixels)
+        from lesionlens.serving.monitor import add_monitor_routes  # GET /v1/monitor, /monitor
+
+        add_monitor_routes(app, cases.store, authenticator, lambda: service.model, settings.monitor_reference)
 
         @app.get("/label", response_class=HTMLResponse, include_in_schema=False)
         def label_page() -> str:
@@ -169,6 +192,31 @@ def create_app(bundle: str | Path, settings: ServeSettings | None = None) -> Fas
 
 def _static(name: str) -> str:
     return resources.files("lesionlens.serving").joinpath(f"static/{name}").read_text()
+
+
+def _models(bundle: str | Path | None, settings: ServeSettings):
+    """(the model to serve first, the registry's models or None)."""
+    if (bundle is None) == (settings.registry is None):
+        raise ValueError("serve either one bundle or a registry's champion (--registry DIR), not both or neither")
+    if settings.shadow and settings.registry is None:
+        raise ValueError("shadow mode scores with the registry's challenger: give --registry DIR")
+    if settings.registry is None:
+        return Served.load(bundle, settings), None
+    from lesionlens.serving.registry_models import RegistryModels
+
+    registry = RegistryModels(settings.registry, settings)
+    return registry.champion, registry
+
+
+def _shadow(settings: ServeSettings, registry, service: PredictionService, cases):
+    if not settings.shadow:
+        return None
+    from lesionlens.serving.shadow import ShadowScorer
+
+    shadow = ShadowScorer(registry.challenger, settings, service.decode_pool, cases.keep_shadow if cases else None)
+    if cases is not None:
+        cases.shadow = shadow
+    return shadow
 
 
 def _case_service(settings: ServeSettings, service: PredictionService):

@@ -27,7 +27,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Path, Query, UploadFile
 from fastapi.responses import FileResponse
 from PIL import Image
@@ -35,10 +34,10 @@ from PIL import Image
 from lesionlens.cases.images import CleanImage, clean_image
 from lesionlens.cases.labels import agreement_table
 from lesionlens.cases.queue import labelling_queue
-from lesionlens.cases.store import CaseMetadata, CaseRecord, CaseStore, NewCase, StoredCase, StoreError
+from lesionlens.cases.store import CaseMetadata, CaseRecord, CaseStore, NewCase, ShadowAnswer, StoredCase, StoreError
 from lesionlens.cases.study import study_tables
 from lesionlens.config import LabelSource, choices
-from lesionlens.quality.image import WORKING_SIDE, assess_image
+from lesionlens.quality.image import assess_encoded
 from lesionlens.serving.auth import Authenticator, Principal
 from lesionlens.serving.decode import sniff_format
 from lesionlens.serving.errors import ApiError
@@ -121,6 +120,7 @@ class CaseService:
         self.cases = GroupWriter(store)
         self.writer = ThreadPoolExecutor(1, "label-writer")  # labels, adjudications, erasures
         self.reader = ThreadPoolExecutor(2, "case-reader")
+        self.shadow = None  # the ShadowScorer that also scores every stored case (serve --shadow), set by the app
 
     def close(self) -> None:
         self.cases.close()
@@ -145,20 +145,24 @@ class CaseService:
             if img.width * img.height > max_pixels:  # decode_upload refuses it too; never decode it here
                 raise ApiError(413, "too_many_pixels", f"{img.width}x{img.height} is more than {max_pixels:,} pixels")
         image = clean_image(data, fmt)
-        with Image.open(io.BytesIO(image.data)) as img:
-            scale = WORKING_SIDE / max(img.size)
-            if img.format == "JPEG" and scale < 1:  # let the decoder scale down (by 2, 4 or 8): 3x faster
-                img.draft("RGB", (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
-            rgb = np.asarray(img.convert("RGB"))
-        problems = assess_image(rgb, (image.width, image.height))
+        problems = assess_encoded(image.data)
         self.store.images.put(image)  # durable before any row points at it
         return Prepared(image, [{"code": p.code, "message": p.message} for p in problems])
 
     async def keep(self, prepared: Prepared, metadata: CaseMetadata, prediction: dict, origin: str,
-                   latency_ms: float) -> tuple[str, bool, dict, list[dict]]:
+                   latency_ms: float, upload: tuple[str, bytes] | None = None) -> tuple[str, bool, dict, list[dict]]:
+        """Store the case; in shadow mode a new case's ``upload`` (name, bytes) goes to the challenger."""
         stored = await self.cases.add(NewCase(prepared.image, metadata, prediction, origin, prepared.quality,
                                               latency_ms))
+        if stored.created and self.shadow is not None and upload is not None:
+            self.shadow.submit(*upload, prediction, stored.id)
         return stored.id, stored.created, stored.response, prepared.quality
+
+    async def keep_shadow(self, digest: str, latency_ms: float, answers: list[tuple[str, dict]]) -> int:
+        """Store a challenger's answers to stored cases (never returned to a client)."""
+        records = [ShadowAnswer(case_id, digest, a["top_class"], a["probabilities"], a["decision"], round(latency_ms, 2))
+                   for case_id, a in answers]
+        return await asyncio.get_running_loop().run_in_executor(self.writer, self.store.add_shadow_answers, records)
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,8 @@ def add_case_routes(app: FastAPI, cases: CaseService, auth: Authenticator, read_
         prediction, prepared = await predict_and_prepare(cases, predict_one, name, data, max_pixels)
         latency_ms = (time.perf_counter() - started) * 1000
         metadata = CaseMetadata(**meta.model_dump())
-        case_id, created, response, quality = await cases.keep(prepared, metadata, prediction, "cases", latency_ms)
+        case_id, created, response, quality = await cases.keep(prepared, metadata, prediction, "cases", latency_ms,
+                                                               (name, data))
         if not created:
             return await _replayed(await cases.known(meta.request_id))
         log.info("case %s stored (%s)", case_id, who.name)  # ids only: no image bytes, no metadata
@@ -298,7 +303,8 @@ def case_out(r: CaseRecord) -> dict:
         "case_id": r.id, "created_at": r.created_at.isoformat(), "origin": r.origin,
         "image_url": f"/v1/cases/{r.id}/image", "width": r.width, "height": r.height,
         "metadata": {k: v for k, v in asdict(r.metadata).items() if k != "request_id"},
-        "partition": r.partition, "model_version": r.model_version, "top_class": r.top_class,
+        "partition": r.partition, "model_version": r.model_version, "model_digest": r.model_digest,
+        "top_class": r.top_class,
         "probabilities": r.probabilities, "decision": r.decision, "quality": r.quality,
         "settlement": {"status": s.status, "label": s.label, "source": s.source,
                        "adjudicator": s.adjudicator, "note": s.note,

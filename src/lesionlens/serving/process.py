@@ -4,6 +4,8 @@ works in the serve-only install.
 
     with server_process(bundle, "--no-batching") as (url, proc):
         urllib.request.urlopen(f"{url}/healthz")
+    with server_process(None, "--registry", registry_dir) as (url, proc):   # a registry's champion
+        ...
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def server_process(bundle: str | Path, *flags: str, host: str = "127.0.0.1", timeout: float = 60.0,
+def server_process(bundle: str | Path | None, *flags: str, host: str = "127.0.0.1", timeout: float = 60.0,
                    log_path: str | Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start ``lesionlens serve BUNDLE FLAGS`` on ``host`` and a free port; yields (base URL, process)
+    """Start ``lesionlens serve BUNDLE FLAGS`` (``serve FLAGS`` when ``bundle`` is None, for
+    ``--registry DIR``) on ``host`` and a free port; yields (base URL, process)
     once ``/readyz`` answers 200. If the process exits first, or does not become ready within
     ``timeout`` seconds, :class:`ServerStartError` carries the end of its output. The server's
     output goes to ``log_path`` when given (appended), else to a temporary file."""
     port = free_port(host)
     log = open(log_path, "ab+") if log_path else tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "lesionlens.cli", "serve", str(bundle), "--host", host,
+    source = [] if bundle is None else [str(bundle)]
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlens.cli", "serve", *source, "--host", host,
                              "--port", str(port), *flags], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://{host}:{port}"
     try:

@@ -18,6 +18,8 @@ class ModelRef(BaseModel):
     architecture: str
     version: str = Field(description="the bundle's creation time and the sha256 of its weights")
     runtime: str
+    digest: str = Field(description="the bundle's content digest: its name in a model registry, and what stored "
+                                    "cases record as the answering model")
 
 
 class Timing(BaseModel):
@@ -68,6 +70,12 @@ class BatchResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class Ready(Health):
+    model_digest: str | None = Field(None, description="the digest of the model answering now")
+    registry_seq: int | None = Field(None, description="serving from a registry: the promotion log's length "
+                                                       "that the served aliases come from")
 
 
 class QualityProblem(BaseModel):
@@ -121,6 +129,8 @@ class CaseOut(BaseModel):
     metadata: dict
     partition: str | None
     model_version: str
+    model_digest: str | None = Field(description="the answering model's digest; null for cases stored before it "
+                                                 "was recorded")
     top_class: str
     probabilities: dict[str, float]
     decision: dict

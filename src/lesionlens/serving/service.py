@@ -1,5 +1,5 @@
-"""What a request asks of the model: decode uploads in parallel, run the model (batched or not)
-off the event loop, and turn logits into probabilities, decisions and heatmaps."""
+"""What a request asks of the model: decode uploads in parallel, run the current model (batched or
+not) off the event loop, and turn logits into probabilities, decisions and heatmaps."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 
 from lesionlens.data.images import normalize
 from lesionlens.explain.cam import class_activation_maps, overlay_png
-from lesionlens.serving.batcher import MicroBatcher
 from lesionlens.serving.decode import decode_upload
 from lesionlens.serving.errors import ApiError
 from lesionlens.serving.runtime import BundleModel
+from lesionlens.serving.served import Served
 from lesionlens.serving.settings import ServeSettings
 
 NOT_A_DIAGNOSIS = ("This is the output of a research model, not a diagnosis. "
@@ -23,46 +23,55 @@ NOT_A_DIAGNOSIS = ("This is the output of a research model, not a diagnosis. "
 
 
 class PredictionService:
-    def __init__(self, model: BundleModel, settings: ServeSettings):
-        self.model = model
+    """Answers requests with the current model (:class:`Served`); :meth:`swap` replaces it between
+    requests, never during one."""
+
+    def __init__(self, served: Served, settings: ServeSettings):
+        self.current = served
         self.settings = settings
         # Decoding runs in a pool of its own (Pillow releases the GIL), so uploads decode in parallel
-        # with each other and with the model; the model has one thread that feeds it, because one
-        # call already uses every core through ONNX Runtime's intra-op threads.
+        # with each other and with the model.
         self.decode_pool = ThreadPoolExecutor(settings.resolved_decode_workers(), "decode")
-        self._model_pool = ThreadPoolExecutor(1, "model")
-        self.batcher = (MicroBatcher(self._run, self._model_pool, settings.max_batch_size, settings.max_wait_ms)
-                        if settings.batching else None)
         self.ready = False
 
+    @property
+    def model(self) -> BundleModel:
+        return self.current.model
+
     async def start(self) -> None:
-        size = self.model.preprocessing.image_size
-        await asyncio.get_running_loop().run_in_executor(  # warm-up: the first call allocates
-            self._model_pool, self._run, np.zeros((1, 3, size, size), np.float32))
-        if self.batcher is not None:
-            self.batcher.start()
+        await self.current.start()
         self.ready = True
 
     async def stop(self) -> None:
+        """Stop taking requests; the models are stopped by whoever loaded them."""
         self.ready = False
-        if self.batcher is not None:
-            await self.batcher.stop()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
-        self._model_pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        out = self.model.run(x)
-        return out.logits, out.features
+    def swap(self, served: Served) -> Served:
+        """Make ``served`` (started, so warmed up) answer every request from now on; requests that
+        already hold the old model finish on it. Returns the old one."""
+        if not served.started:
+            raise RuntimeError(f"model {served.short} is not started; start (warm up) a model before it takes traffic")
+        old, self.current = self.current, served
+        return old
 
-    async def decode(self, data: bytes, name: str) -> np.ndarray:
+    async def decode(self, data: bytes, name: str, model: BundleModel | None = None) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.decode_pool, decode_upload, data, self.model.preprocessing,
+        return await loop.run_in_executor(self.decode_pool, decode_upload, data, (model or self.model).preprocessing,
                                           self.settings.max_pixels, name)
 
     async def predict(self, uploads: list[tuple[str, bytes]], explain: bool) -> list[dict | ApiError]:
-        """One result per upload: a prediction dict, or the ApiError that says why there is none."""
+        """One result per upload: a prediction dict, or the ApiError that says why there is none. The
+        model is taken once, so every result of a request names the same model."""
+        served = self.current
+        with served.in_use():
+            return await self._predict(served, uploads, explain)
+
+    async def _predict(self, served: Served, uploads: list[tuple[str, bytes]], explain: bool) -> list[dict | ApiError]:
+        model = served.model
         started = time.perf_counter()
-        decoded = await asyncio.gather(*(self.decode(data, name) for name, data in uploads), return_exceptions=True)
+        decoded = await asyncio.gather(*(self.decode(data, name, model) for name, data in uploads),
+                                       return_exceptions=True)
         for d in decoded:
             if isinstance(d, BaseException) and not isinstance(d, ApiError):
                 raise d
@@ -72,56 +81,58 @@ class PredictionService:
         if not good:
             return results
         images = np.stack([decoded[i] for i in good])
-        x = normalize(images, self.model.preprocessing)
+        x = normalize(images, model.preprocessing)
         t = time.perf_counter()
-        if self.batcher is not None:
-            logits, features = await self.batcher.submit(x)
-        else:
-            logits, features = await asyncio.get_running_loop().run_in_executor(self._model_pool, self._run, x)
+        logits, features = await served.infer(x)
         model_ms = (time.perf_counter() - t) * 1000
-        probs = self.model.rule.probabilities(logits)
-        decisions = self.model.rule.decide(probs)
-        for row, i in enumerate(good):
-            result = self._describe(probs[row], {v: {k: _item(d[k], row) for k in ("score", "positive")} | {"rule": d["rule"]}
-                                                 for v, d in decisions.items()})
+        info, basis = served.info(), decision_basis(model)
+        for row, (i, answer) in enumerate(zip(good, answers(model, logits))):
+            result = answer | {"decision_basis": basis, "model": info, "disclaimer": NOT_A_DIAGNOSIS}
             if explain:
-                result["heatmap"] = self._heatmap(images[row], features, row, int(probs[row].argmax()))
+                result["heatmap"] = _heatmap(model, images[row], features, row, model.classes.index(answer["top_class"]))
             result["filename"] = uploads[i][0]
             result["timing"] = {"decode_ms": round(decode_ms, 2), "model_ms": round(model_ms, 2),
                                 "total_ms": round((time.perf_counter() - started) * 1000, 2)}
             results[i] = result
         return results
 
-    def _describe(self, p: np.ndarray, decision: dict) -> dict:
-        classes = self.model.classes
-        top = int(p.argmax())
-        return {
-            "top_class": classes[top],
-            "top_probability": float(p[top]),
-            "probabilities": {c: float(v) for c, v in zip(classes, p)},
-            "decision": decision,
-            "decision_basis": self.decision_basis(),
-            "model": self.model_info(),
-            "disclaimer": NOT_A_DIAGNOSIS,
-        }
-
     def decision_basis(self) -> str:
-        return "; ".join(self.model.rule.describe())
-
-    def _heatmap(self, image: np.ndarray, features: np.ndarray | None, row: int, cls: int) -> dict:
-        if features is None:
-            raise ApiError(400, "explain_unavailable",
-                           f"this model ({self.model.card.architecture}) has no class-activation maps: "
-                           "its export has no feature-map output")
-        cam = class_activation_maps(features[row:row + 1], self.model.cam_weight, np.array([cls]))[0]
-        png = overlay_png(image, cam)
-        return {"class": self.model.classes[cls], "method": "CAM (global-average-pooling + linear head)",
-                "png_base64": base64.b64encode(png).decode("ascii")}
+        return decision_basis(self.model)
 
     def model_info(self) -> dict:
-        card = self.model.card
-        return {"name": card.name, "architecture": card.architecture, "version": card.version,
-                "runtime": self.model.runtime}
+        return self.current.info()
+
+
+def answers(model: BundleModel, logits: np.ndarray) -> list[dict]:
+    """Per row of logits: the top class, the calibrated probabilities and each view's decision."""
+    probs = model.rule.probabilities(logits)
+    decisions = model.rule.decide(probs)
+    out = []
+    for row, p in enumerate(probs):
+        top = int(p.argmax())
+        out.append({
+            "top_class": model.classes[top],
+            "top_probability": float(p[top]),
+            "probabilities": {c: float(v) for c, v in zip(model.classes, p)},
+            "decision": {v: {k: _item(d[k], row) for k in ("score", "positive")} | {"rule": d["rule"]}
+                         for v, d in decisions.items()},
+        })
+    return out
+
+
+def decision_basis(model: BundleModel) -> str:
+    return "; ".join(model.rule.describe())
+
+
+def _heatmap(model: BundleModel, image: np.ndarray, features: np.ndarray | None, row: int, cls: int) -> dict:
+    if features is None:
+        raise ApiError(400, "explain_unavailable",
+                       f"this model ({model.card.architecture}) has no class-activation maps: "
+                       "its export has no feature-map output")
+    cam = class_activation_maps(features[row:row + 1], model.cam_weight, np.array([cls]))[0]
+    png = overlay_png(image, cam)
+    return {"class": model.classes[cls], "method": "CAM (global-average-pooling + linear head)",
+            "png_base64": base64.b64encode(png).decode("ascii")}
 
 
 def _item(value, row: int):

@@ -42,6 +42,23 @@ class ServeSettings:
     store_predictions: bool = False
     # Tokens from the store are looked up at most this often; revoking one takes effect within it.
     token_cache_s: float = 5.0
+    # Serve a model registry's champion (lesionlens.bundle.registry) instead of one bundle, and follow
+    # its aliases while running: a promotion or rollback swaps the served model without a restart.
+    registry: str | None = None
+    # How often the registry's promotion log is checked for a moved alias. A check is one os.stat
+    # (microseconds), so 0.1 s costs nothing measurable and keeps a rollback's delay (this poll +
+    # replaying the log + a pointer swap) far under the 1 s target.
+    registry_poll_s: float = 0.1
+    # Shadow mode: the registry's challenger also scores every request the champion answered; its
+    # answers are stored beside stored cases (with --db) and never returned.
+    shadow: bool = False
+    # Requests waiting for the challenger at most; beyond it shadow work is dropped (and counted), so
+    # under overload shadow mode adds no queueing to the champion's answers, and its memory stays
+    # bounded (32 uploads: a few MB of typical photos, 320 MB at the 10 MB upload limit).
+    shadow_queue: int = 32
+    # The served bundle's reference profile (`lesionlens monitor reference`), for GET /v1/monitor and
+    # /monitor (with a case store). None: those routes answer how to give one.
+    monitor_reference: str | None = None
 
     def resolved_threads(self) -> int:
         return self.threads or usable_cores()
