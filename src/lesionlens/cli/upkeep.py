@@ -116,6 +116,7 @@ def _freeze(args: argparse.Namespace) -> int:
     gate_set = freeze_gate_set(args.paths[1], args.out, args.data__format, args.data__images, args.partition,
                                args.exclude_trained_by, cache_dir=args.data__cache_dir, progress=not args.quiet)
     print("\n".join(gate_set.lines()))
+    return 0
 
 
 def add_monitor_parser(sub: argparse._SubParsersAction) -> None:
