@@ -18,7 +18,8 @@ from lesionlens.upkeep.staleness import Staleness
 FORMAT = "lesionlens-monitor/1"
 RULE = ("a window has drifted when any test's p-value is below its threshold; the thresholds were set on "
         "in-distribution windows of the reference (each test the same quantile of its p-values, the largest "
-        "that keeps the share of those windows with any alarm at the target)")
+        "that keeps the share of those windows with any alarm at the target, and none above its Bonferroni share "
+        "of the target)")
 
 
 @dataclass

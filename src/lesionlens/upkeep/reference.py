@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +34,7 @@ from lesionlens.digest import canonical_json, file_digest
 from lesionlens.serving.runtime import BundleModel
 from lesionlens.upkeep.drift import DriftTests, Sample, median_bandwidth
 from lesionlens.upkeep.identity import BundleIdentity
-from lesionlens.upkeep.outputs import MonitorError, compute_outputs
+from lesionlens.upkeep.outputs import BATCH, MonitorError, compute_outputs
 from lesionlens.upkeep.settings import ReferenceSettings
 from lesionlens.upkeep.thresholds import Calibration, calibrate
 
@@ -237,11 +237,22 @@ def reference_images(bundle: str | Path, data: str | Path | None = None) -> Refe
 
 
 def build_reference(bundle: str | Path, images: ReferenceImages, settings: ReferenceSettings = ReferenceSettings(),
-                    threads: int = 1, progress: Callable[[int, int], None] | None = None) -> ReferenceProfile:
-    """The bundle's outputs on ``images`` and the thresholds for each window size."""
+                    threads: int = 1) -> ReferenceProfile:
+    """The bundle's outputs on ``images`` and the thresholds for each window size; says what the
+    outputs will cost once the first batch is timed."""
     identity = BundleIdentity.of(bundle)
     model = BundleModel(bundle, threads=threads)
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done < total and done <= BATCH:
+            spent = time.perf_counter() - started
+            log.info("the outputs on %d images: about %.0f s (%.1f s for the first %d)", total, spent * total / done,
+                     spent, done)
+
     outputs = compute_outputs(model, images.paths, images.names, progress=progress)
+    log.info("thresholds for windows of %s cases, %d in-distribution windows each",
+             ", ".join(str(w) for w in settings.windows), settings.draws)
     return profile_of(identity, model.classes, images.source, outputs.probabilities, outputs.embeddings,
                       outputs.flagged, settings)
 
