@@ -10,8 +10,8 @@ exist, so the scenario can be resumed. Steps:
 
  1. registry with the champion; its reference profile on half of its HAM10000 validation images
     (the other half is the "before" traffic, so the in-distribution check uses unseen images)
- 2. the gate set: ISIC 2017 validation (150 images): the clinic's kind of images, official, and
-    disjoint from the clinic's cases (ISIC 2017 training images), so no model trains on it
+ 2. the gate set: ISIC 2017 validation (150 images, less any altered copy of a clinic image): the
+    clinic's kind of images, official, and disjoint from the clinic's cases, so no model trains on it
  3. the server (serve --registry --db): the champion's own kind of cases (the other half of HAM10000
     validation, sent without research consent: predictions only, never exported); monitor verdict
  4. the new clinic: the 2,000 ISIC 2017 training images as cases (research consent); monitor verdict
@@ -41,6 +41,8 @@ import httpx
 import numpy as np
 
 from lesionlens.bundle.split import read_split
+from lesionlens.quality.duplicates import HASH_THRESHOLD, cross_hash_pairs
+from lesionlens.quality.fingerprint import scan_files
 from lesionlens.serving.process import server_process
 
 TOKEN = "new-clinic-admin-token"
@@ -67,6 +69,19 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def without_copies(rows: list[dict], clinic_hashes) -> tuple[list[dict], list[str]]:
+    """``rows`` as a CSV table for ISIC 2017's labels, less the images that are copies (pHash over the
+    8 views) of a clinic image: the gate and evaluate refuse images the challenger trained on. ISIC
+    2017 has such copies across its partitions: the gate's check found 1 of the 150 validation images
+    (ISIC_0015124) and evaluate's 4 of the 600 test images; this check of the files also finds
+    ISIC_0012127 (distance 0), which the gate's check did not flag."""
+    prints = scan_files([Path(r["path"]) for r in rows])
+    copies = {p.a for p in cross_hash_pairs(prints.hashes, clinic_hashes[:, :1].repeat(8, axis=1), HASH_THRESHOLD)}
+    names = {"mel": "melanoma", "bkl": "seborrheic_keratosis", "nv": "nevus"}
+    kept = [{"image": r["path"], "label": names[r["label"]]} for i, r in enumerate(rows) if i not in copies]
+    return kept, [rows[i]["image_id"] for i in sorted(copies)]
 
 
 def isic_rows(isic: Path, part: str) -> list[dict]:
@@ -174,9 +189,14 @@ def main() -> None:
             "--reason", "default recipe on HAM10000 (scripts/main.sh)", "--who", "scenario")
     if not (work / "reference.npz").exists():
         cli("monitor", "reference", str(args.champion), "--data", str(ref_csv), "--out", str(work / "reference.npz"))
-    # 2. the gate set
+    # 2. the gate set: ISIC 2017 validation less its altered copies of the clinic's images (one,
+    # ISIC_0015124, pHash distance 18 from a training image: the gate refuses a set that overlaps
+    # the challenger's training data, and the challenger will train on the clinic's cases)
+    clinic_hashes = scan_files([Path(r["path"]) for r in isic_rows(isic, "train")]).hashes
     if not (work / "gateset").exists():
-        cli("gate", "freeze", str(isic), "--partition", "val", "--out", str(work / "gateset"))
+        kept, figures["gate_set_left_out"] = without_copies(isic_rows(isic, "val"), clinic_hashes)
+        cli("gate", "freeze", str(write_csv(work / "gate-set.csv", kept)), "--out", str(work / "gateset"))
+    (work / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
 
     clinic = isic_rows(isic, "train")
     before = [{"path": r.path, "label": r.label, "image_id": r.image_id} for r in before_half]
@@ -212,6 +232,7 @@ def main() -> None:
             figures["retrain_s"] = time.perf_counter() - t
         gate = json.loads((work / "retrain" / "gate" / "gate.json").read_text())
         figures["gate"] = {"decision": gate["decision"], "reasons": gate.get("reasons")}
+        (work / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
 
         # 7. promotion under load
         files = [Path(r["path"]).read_bytes() for r in isic_rows(isic, "test")[:200]]
@@ -234,6 +255,7 @@ def main() -> None:
             "first_new_answer_after_cli_returned_s": None if first_new is None else first_new - load["returned"],
             "old_answers_after_cli_returned": sum(1 for a in after if a[1] != new_digest),
         }
+        (work / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
     cli("registry", "verify", str(registry))
     cli("registry", "history", str(registry), log=work / "history.txt")
 
@@ -241,7 +263,9 @@ def main() -> None:
     state = json.loads((registry / "aliases.json").read_text())["aliases"]
     champion, challenger = registry / "bundles" / state["previous"], registry / "bundles" / state["champion"]
     if not (work / "report-isic-test" / "report.json").exists():
-        cli("report", str(champion), str(challenger), "--data", str(isic), "--split", "test",
+        kept, figures["test_left_out"] = without_copies(isic_rows(isic, "test"), clinic_hashes)
+        test_csv = write_csv(work / "isic-test.csv", kept)
+        cli("report", str(champion), str(challenger), "--data", str(test_csv), "--split", "all",
             "--out", str(work / "report-isic-test"), log=work / "report-isic-test.txt")
     ham_val = write_csv(work / "ham-val.csv", [{"path": r.path, "label": r.label} for r in val])
     if not (work / "report-ham-val" / "report.json").exists():
