@@ -7,7 +7,9 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from case_helpers import prediction
 from helpers import COLOURS, write_image
 
@@ -22,8 +24,9 @@ from lesionlens.upkeep.retrain import retrain
 from lesionlens.upkeep.snapshot import build_snapshot
 
 
-def clinic_export(root: Path, per_class: int = 6, labels=None) -> Path:
-    """A case store with colour photos from a 'new clinic' (two photos per patient), labelled, exported."""
+def clinic_export(root: Path, per_class: int = 6, labels=None, retakes: int = 0) -> Path:
+    """A case store with colour photos from a 'new clinic' (two photos per patient), labelled, exported;
+    ``retakes`` photos are sent again as other patients' cases (slightly brighter copies)."""
     root.mkdir(parents=True, exist_ok=True)
     store = CaseStore.open(root / "cases.sqlite")
     for c, colour in COLOURS.items():
@@ -33,6 +36,13 @@ def clinic_export(root: Path, per_class: int = 6, labels=None) -> Path:
             case = store.add(clean_image(path.read_bytes(), "JPEG"),
                              CaseMetadata(consent_research=True, patient_id=f"{c}-p{i // 2}"), prediction()).id
             store.add_label(case, (labels or {}).get(c, c), "histo", reader="pathologist")
+            if i < retakes:
+                pixels = np.clip(np.asarray(Image.open(path), dtype=np.int16) + 6, 0, 255).astype(np.uint8)
+                copy = root / "photos" / f"{c}{i}-retake.png"
+                Image.fromarray(pixels).save(copy)
+                case = store.add(clean_image(copy.read_bytes(), "PNG"),
+                                 CaseMetadata(consent_research=True, patient_id=f"{c}-other{i}"), prediction()).id
+                store.add_label(case, c, "histo", reader="pathologist")
     export = export_cases(store, root / "export").folder
     store.close()
     return export
@@ -105,3 +115,18 @@ def test_bad_inputs_are_refused_by_name(registry, exported_bundle, tmp_path):
     empty = Registry.open(tmp_path / "empty", create=True)
     with pytest.raises(ValueError, match="no champion"):
         retrain(empty.root, export, tmp_path / "r5", progress=False)
+
+
+def test_copies_sent_as_other_patients_cases_stay_in_one_partition(registry, tmp_path):
+    """Training refuses a split with altered copies on both sides; the snapshot joins them first."""
+    champion = registry.card(registry.state().champion)
+    for seed in range(3):
+        export = clinic_export(tmp_path / f"e{seed}", retakes=3)
+        patient = {str((export / r["image"]).resolve()): r["patient"] for r in read(export / "cases.csv")}
+        snap = build_snapshot(champion, registry.state().champion, export, tmp_path / f"snap{seed}", 0.5, seed)
+        rows = [r for r in read(snap.table) if r["source"] == "cases"]
+        for retake in (r for r in rows if "-other" in patient[r["path"]]):
+            together = [r for r in rows if r["group"] == retake["group"]]
+            assert {patient[r["path"]] for r in together} > {patient[retake["path"]]}  # joined with the original
+            assert len({r["partition"] for r in together}) == 1
+        assert {r["partition"] for r in rows} == {"train", "val"}

@@ -16,19 +16,10 @@ from pathlib import Path
 
 from lesionlens.cases.store import CaseRecord
 from lesionlens.data.labels import binary_membership
+from lesionlens.data.metadata import AGE_BANDS, age_band
 from lesionlens.evaluation.proportions import wilson_interval
 
-AGE_BANDS = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 200))
 DIMENSIONS = ("all", "site", "age_band", "sex")
-
-
-def age_band(age: int | None) -> str:
-    if age is None:
-        return "unknown"
-    for low, high in AGE_BANDS:
-        if low <= age < high:
-            return f"{low}-{high - 1}" if high < 200 else f"{low}+"
-    return "unknown"
 
 
 @dataclass(frozen=True)

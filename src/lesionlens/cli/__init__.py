@@ -8,7 +8,9 @@ and print the result object it returns (summaries are formatted by the library).
     lesionlens check                                             lesionlens.cli.check
     lesionlens cases export | study | token | erase | check | partition   lesionlens.cli.cases
     lesionlens registry add | list | challenger | promote | rollback | history | verify   lesionlens.cli.registry
+    lesionlens gate | gate freeze                                 lesionlens.cli.upkeep
     lesionlens monitor [reference]                               lesionlens.cli.upkeep
+    lesionlens retrain                                           lesionlens.cli.upkeep
 
 Training flags are derived from the typed configuration (:mod:`lesionlens.cli.options`).
 """

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm, rankdata
 
-from lesionlens.evaluation.result import Evaluation
+from lesionlens.evaluation.result import BinaryView, Evaluation
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,34 @@ def headline_samples(ev: Evaluation, idx: np.ndarray, view_idx: dict[str, np.nda
             out[f"auc[{ev.classes[k]}]"] = auc
     for name, view in ev.binary_views().items():
         vidx = idx if view_idx is None else view_idx[name]
-        t, d = view.y_true[vidx], view.y_pred[vidx]
-        tp, fn = (t & d).sum(axis=1), (t & ~d).sum(axis=1)
-        fp, tn = (~t & d).sum(axis=1), (~t & ~d).sum(axis=1)
-        out[f"{name}_auc"] = auc_rows(t, view.score[vidx])
-        out[f"{name}_sensitivity"] = _ratio(tp, tp + fn)
-        out[f"{name}_specificity"] = _ratio(tn, tn + fp)
-        out[f"{name}_ppv"] = _ratio(tp, tp + fp)
-        out[f"{name}_npv"] = _ratio(tn, tn + fn)
+        out[f"{name}_auc"] = auc_rows(view.y_true[vidx], view.score[vidx])
+        out.update({f"{name}_{figure}": values for figure, values in decision_samples(view, vidx).items()})
     return out
+
+
+def decision_samples(view: BinaryView, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """A clinical view's sensitivity, specificity, PPV and NPV at its decision, on each row of
+    resampled indices ``idx`` (B x N)."""
+    t, d = view.y_true[idx], view.y_pred[idx]
+    tp, fn = (t & d).sum(axis=1), (t & ~d).sum(axis=1)
+    fp, tn = (~t & d).sum(axis=1), (~t & ~d).sum(axis=1)
+    return {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp), "ppv": _ratio(tp, tp + fp),
+            "npv": _ratio(tn, tn + fn)}
+
+
+def calibration_rows(truth: np.ndarray, score: np.ndarray, idx: np.ndarray, bins: int = 15) -> dict[str, np.ndarray]:
+    """How well a view's score works as a probability, on each row of resampled indices ``idx``
+    (B x N): ``ece``, the expected calibration error of the positive-class score (equal-width bins
+    on the score, |mean score - share of positives| weighted by the bin's share of images), and
+    ``brier``, the mean squared difference between score and truth (0 is perfect)."""
+    idx = np.atleast_2d(idx)
+    t, p = np.asarray(truth, float)[idx], np.asarray(score, float)[idx]
+    # the bins of calibration.reliability_bins: bin k holds (edges[k], edges[k+1]], a score of 0 bin 0
+    which = np.clip(np.searchsorted(np.linspace(0.0, 1.0, bins + 1), p, side="left") - 1, 0, bins - 1)
+    flat = (np.arange(len(idx))[:, None] * bins + which).ravel()
+    size = len(idx) * bins
+    gap = np.abs(np.bincount(flat, (p - t).ravel(), minlength=size).reshape(len(idx), bins))
+    return {"ece": gap.sum(axis=1) / idx.shape[1], "brier": ((p - t) ** 2).mean(axis=1)}
 
 
 def confidence_intervals(ev: Evaluation, n_resamples: int = 1000, seed: int = 0,

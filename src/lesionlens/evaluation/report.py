@@ -71,13 +71,20 @@ def write_report(entries: list[Entry], out: Path, data_path: str | Path, resampl
     }
     json_path = out / "report.json"
     json_path.write_text(json.dumps(json_safe(_without_images(context)), indent=2, default=str))
-    env = jinja2.Environment(loader=jinja2.PackageLoader("lesionlens.evaluation", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    html_path = out / "report.html"
+    html_path.write_text(template_environment().get_template(TEMPLATE).render(**context), encoding="utf-8")
+    return html_path, json_path
+
+
+def template_environment(*packages: str) -> jinja2.Environment:
+    """The reports' templates: those of ``packages`` (each one's ``templates/`` folder) first, then
+    this package's, whose ``house_style.css.j2`` every report includes; with the number filters."""
+    loaders = [jinja2.PackageLoader(p, "templates") for p in (*packages, "lesionlens.evaluation")]
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined)
     env.filters["num"] = _num
     env.filters["pct"] = _pct
-    html_path = out / "report.html"
-    html_path.write_text(env.get_template(TEMPLATE).render(**context), encoding="utf-8")
-    return html_path, json_path
+    return env
 
 
 def _title(entries: list[Entry], data_path: str | Path) -> str:
@@ -116,7 +123,7 @@ def _entry_context(e: Entry) -> dict:
         "views": views,
         "calibration": m.get("calibration"),
         "card_calibration": asdict(card.calibration) if card.calibration else None,
-        "images": {name: _data_uri(path) for name, path in e.figures.items()
+        "images": {name: data_uri(path) for name, path in e.figures.items()
                    if path.suffix.lower() in (".png", ".jpg", ".jpeg")},
     }
 
@@ -160,7 +167,7 @@ def _compare(entries: list[Entry], out: Path, resamples: int, seed: int) -> dict
                           "verdict": _verdict(d.p_value, d.interval.estimate, first.name, e.name)})
     rules = {e.name: {view: b["decision"] for view, b in e.metrics.get("binary", {}).items()} for e in entries}
     return {"names": [e.name for e in entries], "table": table, "tests": tests, "rules": rules,
-            "n_images": len(first.ev.y_true), "images": {"roc_comparison": _data_uri(roc)}}
+            "n_images": len(first.ev.y_true), "images": {"roc_comparison": data_uri(roc)}}
 
 
 def check_same_images(evaluations: dict[str, Evaluation]) -> None:
@@ -184,7 +191,7 @@ def _count_issues(path: Path) -> int:
     return max(0, sum(1 for _ in path.open()) - 1)
 
 
-def _data_uri(path: Path) -> str:
+def data_uri(path: Path) -> str:
     mime = "image/jpeg" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "image/png"
     return f"data:{mime};base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lesionlens.bundle.registry import Registry
 from lesionlens.config import ConfigError, RunConfig, load_config
+from lesionlens.upkeep.gate import GateResult, run_gate
 from lesionlens.upkeep.snapshot import Snapshot, build_snapshot
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Retrained:
     digest: str  # the challenger's, in the registry
     champion: str
     validation: dict  # the challenger's validation metrics.json
+    gate: GateResult | None = None  # with a gate set
 
     def lines(self) -> list[str]:
         v = self.validation
@@ -39,6 +41,12 @@ class Retrained:
                f"challenger {self.digest[:12]} trained in {self.bundle}: validation balanced accuracy "
                f"{v['balanced_accuracy']:.3f}, macro AUC {v['macro_auc']:.3f} ({v['n_images']:,} held-out images)",
                f"registered as the challenger; the champion is {self.champion[:12]}"]
+        if self.gate is not None:
+            report = self.gate.files.get("json")
+            out += self.gate.lines()
+            if self.gate.decision == "pass" and report is not None:
+                out.append(f"promote it: lesionlens registry promote REGISTRY challenger --gate {report} "
+                           "--reason \"...\"")
         return out
 
 
@@ -56,8 +64,10 @@ def recipe(champion_bundle: Path, snapshot: Snapshot, config: str | Path | None,
 
 
 def retrain(registry_dir: str | Path, cases: str | Path, out: str | Path, config: str | Path | None = None,
-            seed: int | None = None, overrides: dict | None = None, progress: bool = True) -> Retrained:
-    """Snapshot, train, export and register a challenger (see the module's docstring)."""
+            seed: int | None = None, overrides: dict | None = None, gate_set: str | Path | None = None,
+            progress: bool = True) -> Retrained:
+    """Snapshot, train, export and register a challenger (see the module's docstring); with a
+    ``gate_set``, gate it against the champion into ``out/gate``."""
     from lesionlens.export.onnx import export_bundle
     from lesionlens.training.fit import train
 
@@ -77,4 +87,8 @@ def retrain(registry_dir: str | Path, cases: str | Path, out: str | Path, config
     export_bundle(out / "challenger")
     digest, _ = registry.add(out / "challenger", name=f"retrained-{snapshot.digest[:8]}")
     registry.assign_challenger(digest, reason=f"retrained on snapshot {snapshot.digest[:16]}")
-    return Retrained(snapshot, out / "challenger", digest, state.champion, result.validation)
+    gate = None
+    if gate_set is not None:
+        gate = run_gate(registry.bundle_path(state.champion), registry.bundle_path(digest), gate_set, out / "gate",
+                        cache_dir=cfg.data.cache_dir, progress=progress)
+    return Retrained(snapshot, out / "challenger", digest, state.champion, result.validation, gate)

@@ -9,7 +9,8 @@ The champion's images keep the partitions they had, so its validation images sta
 the challenger too and both can be compared on them. The new cases keep a partition the case
 store fixed (``lesionlens cases partition``); otherwise they are split like any training data
 (:func:`lesionlens.data.splits.assign_partitions`: stratified by label, whole groups), where a group
-is the patient, else the lesion, else the case, so no person's photos cross a partition. Groups are
+is the patient, else the lesion, else the case, so no person's photos cross a partition; photos that
+are copies of each other join one group first (:func:`join_copies`). Groups are
 prefixed by their source, so ids from two sources never merge by accident. Every image is re-hashed
 and must match the hash its source recorded: a snapshot names exactly what it holds.
 """
@@ -19,17 +20,21 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lesionlens.bundle.card import Card
 from lesionlens.bundle.split import SplitRow, read_split
 from lesionlens.data.load import read_table
 from lesionlens.data.splits import assign_partitions
+from lesionlens.data.table import ImageTable
 from lesionlens.digest import file_digest
+from lesionlens.quality.duplicates import HASH_THRESHOLD, hash_pairs
+from lesionlens.quality.fingerprint import scan_files
 
 SNAPSHOT_FORMAT = "lesionlens-snapshot/1"
 COLUMNS = ("path", "label", "group", "partition", "source", "sha256")
+GROUPING_THRESHOLD = HASH_THRESHOLD + 8  # bits of 256 (see join_copies)
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ def _case_rows(champion: Card, cases: Path, val_fraction: float, seed: int) -> t
         raise ValueError(f"{csv_path}: labels {unknown} are not among the champion's training labels "
                          f"{sorted(known)}; a challenger is compared with the champion on the same classes")
     if not table.has_partitions():
-        table = assign_partitions(table, val_fraction, 0.0, seed)
+        table = assign_partitions(join_copies(table), val_fraction, 0.0, seed)
     frame = table.frame
     out = []
     for path, label, group, partition in zip(frame["path"], frame["label"], frame["group"], frame["partition"]):
@@ -120,6 +125,33 @@ def _case_rows(champion: Card, cases: Path, val_fraction: float, seed: int) -> t
         out.append({"path": str(Path(path).resolve()), "label": label, "group": f"cases:{group}",
                     "partition": partition, "source": "cases", "sha256": hashes[relative]})
     return out, manifest.get("snapshot_sha256", "")
+
+
+def join_copies(table: ImageTable, threshold: int = GROUPING_THRESHOLD) -> ImageTable:
+    """The table with photos that are copies of each other (identical or altered: pHash over the 8
+    dihedral views) in one group, so the split keeps them on one side. Two photos of one lesion sent
+    as two cases are common (a retake, another visit), and training's leakage check refuses a split
+    that separates them. The threshold is the leakage check's plus a margin: it hashes the decoded
+    training-size images, this the files, and joining two groups too many only costs a little
+    freedom in the split."""
+    prints = scan_files(table.paths)
+    parent = {g: g for g in table.frame["group"]}
+
+    def find(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    groups = list(table.frame["group"])
+    for pair in hash_pairs(prints.hashes, threshold, prints.hashable):
+        parent[find(groups[pair.a])] = find(groups[pair.b])
+    joined = [find(g) for g in groups]
+    if joined == groups:
+        return table
+    frame = table.frame.copy()
+    frame["group"] = joined
+    return replace(table, frame=frame)
 
 
 def _check_hashes(rows: list[dict]) -> None:
