@@ -76,7 +76,8 @@ def without_copies(rows: list[dict], clinic_hashes) -> tuple[list[dict], list[st
     8 views) of a clinic image: the gate and evaluate refuse images the challenger trained on. ISIC
     2017 has such copies across its partitions: the gate's check found 1 of the 150 validation images
     (ISIC_0015124) and evaluate's 4 of the 600 test images; this check of the files also finds
-    ISIC_0012127 (distance 0), which the gate's check did not flag."""
+    ISIC_0012127 (distance 0), which the gate rightly does not flag: its copy fell in the clinic cases'
+    validation partition, so the challenger never trained on it."""
     prints = scan_files([Path(r["path"]) for r in rows])
     copies = {p.a for p in cross_hash_pairs(prints.hashes, clinic_hashes[:, :1].repeat(8, axis=1), HASH_THRESHOLD)}
     names = {"mel": "melanoma", "bkl": "seborrheic_keratosis", "nv": "nevus"}

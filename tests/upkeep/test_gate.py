@@ -73,6 +73,27 @@ def test_freeze_from_the_command_line_leaves_out_what_a_bundle_trained_on(export
     assert main(["gate", "freeze", str(exported_bundle / "split.csv"), "--out", str(out), "-q"]) == 2  # frozen once
 
 
+def test_freeze_leaves_out_altered_copies_of_training_images_as_the_gate_would(exported_bundle, tmp_path):
+    """A mirrored, re-encoded copy of a training image has another sha256; freeze finds it by the
+    gate's own perceptual-hash check, so the set it writes is one the gate accepts."""
+    from PIL import Image
+
+    rows = [line.split(",") for line in (exported_bundle / "split.csv").read_text().splitlines()[1:]]
+    train = next(r for r in rows if r[1] == "train")
+    held_out = [r for r in rows if r[1] != "train"]
+    copy = tmp_path / "copy_of_train.png"
+    Image.open(train[5]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(copy)
+    lines = ["image,label", f"{copy},{train[2]}", *(f"{r[5]},{r[2]}" for r in held_out)]
+    (tmp_path / "gate.csv").write_text("\n".join(lines) + "\n")
+    gs = freeze_gate_set(tmp_path / "gate.csv", tmp_path / "gs", exclude_trained_by=[exported_bundle], progress=False)
+    assert gs.source["left_out_as_trained_on"] == {exported_bundle.name: 1}
+    assert len(gs.images) == len(held_out) and all("copy_of_train" not in i.image_id for i in gs.images)
+    # without the exclusion the gate itself refuses that copy
+    unchecked = freeze_gate_set(tmp_path / "gate.csv", tmp_path / "gs2", progress=False)
+    with pytest.raises(GateLeakageError, match="copy_of_train.png: an altered copy of training image"):
+        run_gate(exported_bundle, exported_bundle, unchecked.path, settings=FAST, progress=False)
+
+
 def test_a_changed_gate_image_is_refused(gate_set, tmp_path):
     copy = Path(shutil.copytree(gate_set, tmp_path / "gs"))
     image = next((copy / "images").iterdir())

@@ -32,6 +32,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lesionlens.bundle.card import Card, read_card
+from lesionlens.bundle.gate_reports import (
+    GateReportError,
+    gate_problem,
+    read_gate_report,
+)
 from lesionlens.bundle.promotions import (
     ALIASES,
     Entry,
@@ -51,7 +56,6 @@ from lesionlens.durable import (
 )
 
 FORMAT = "lesionlens-registry/1"
-GATE_FORMAT = "lesionlens-gate/1"
 # Left out of a registered bundle and its digest: training's resume state (large, not the model),
 # its logs, and evaluations written into the bundle folder later.
 REGISTRY_EXCLUDE = ("checkpoints", "logs", "evaluations")
@@ -254,7 +258,7 @@ class Registry:
                 raise RegistryError(f"{digest[:12]} is the champion already")
             gate_digest, problem = None, None
             if gate is not None:
-                gate_digest, report = self._read_gate(Path(gate))
+                gate_digest, report = _read_gate(Path(gate))
                 problem = gate_problem(report, champion=current, challenger=digest)
             if current is None:
                 basis = "first"
@@ -334,16 +338,6 @@ class Registry:
         return Verification(state, len(entries), bundles, gates, problems)
 
     # -- internals --------------------------------------------------------------------------------
-    def _read_gate(self, path: Path) -> tuple[str, dict]:
-        try:
-            data = path.read_bytes()
-            report = json.loads(data)
-        except (OSError, json.JSONDecodeError) as e:
-            raise RegistryError(f"{path}: cannot read the gate report: {e}") from e
-        if not isinstance(report, dict) or report.get("format") != GATE_FORMAT:
-            raise RegistryError(f"{path}: not a gate report (format {GATE_FORMAT}, written by `lesionlens gate`)")
-        return file_digest(path), report
-
     def _keep_gate(self, path: Path, digest: str) -> None:
         target = self.gate_path(digest)
         if not target.exists():
@@ -372,46 +366,6 @@ class Registry:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def gate_problem(report: dict, champion: str | None, challenger: str) -> str | None:
-    """Why a gate report does not allow moving the champion from ``champion`` to ``challenger``
-    (None when it does)."""
-    got_champion = (report.get("champion") or {}).get("digest")
-    got_challenger = (report.get("challenger") or {}).get("digest")
-    if got_challenger != challenger:
-        return f"the gate report is about challenger {_short(got_challenger)}, not {challenger[:12]}"
-    if got_champion != champion:
-        return (f"the gate report compared with champion {_short(got_champion)}, but the champion is "
-                f"{_short(champion)}; gate the challenger against the current champion")
-    if not (report.get("gate_set") or {}).get("digest"):
-        return "the gate report names no gate set"
-    if report.get("decision") != "pass":
-        reasons = "; ".join(report.get("reasons") or []) or "no reasons given"
-        return f"the gate did not pass ({report.get('decision')}): {reasons}"
-    return None
-
-
-def listing_lines(registry: Registry) -> list[str]:
-    """``lesionlens registry list``: each bundle with its aliases, name, architecture and figures."""
-    state = registry.state()
-    names = registry.names()
-    by_bundle: dict[str, list[str]] = {}
-    for alias, digest in state.aliases.items():
-        if digest:
-            by_bundle.setdefault(digest, []).append(alias)
-    out = [f"{'digest':<14}{'aliases':<22}{'name':<34}{'architecture':<20}{'created':<27}val. bal. acc."]
-    for digest in state.bundles:
-        try:
-            card = registry.card(digest, verify=False)
-            arch, created = card.architecture, card.created
-            figure = card.validation.balanced_accuracy
-        except BundleError as e:
-            arch, created, figure = f"damaged: {e}", "", None
-        shown = f"{figure:.3f}" if isinstance(figure, (int, float)) else "-"
-        out.append(f"{digest[:12]:<14}{','.join(by_bundle.get(digest, [])) or '-':<22}{names.get(digest, '?')[:32]:<34}"
-                   f"{arch:<20}{created:<27}{shown}")
-    return out
-
-
 def _aliases_document(state: RegistryState) -> dict:
     return {"aliases": state.aliases, "seq": state.seq, "head": state.head}
 
@@ -421,6 +375,13 @@ def _ignore_excluded(source: Path):
         top = Path(folder).resolve() == source.resolve()
         return [n for n in names if n.startswith(".") or (top and n in REGISTRY_EXCLUDE)]
     return ignore
+
+
+def _read_gate(path: Path) -> tuple[str, dict]:
+    try:
+        return read_gate_report(path)
+    except GateReportError as e:
+        raise RegistryError(str(e)) from e
 
 
 def _now() -> str:

@@ -84,7 +84,6 @@ def _add(args) -> int:
 
 
 def _list(args) -> int:
-    from lesionlens.bundle.registry import listing_lines
 
     print("\n".join(listing_lines(_open(args))))
     return 0
@@ -126,3 +125,27 @@ def _verify(args) -> int:
     result = _open(args).verify(deep=not args.quick)
     print("\n".join(result.lines()))
     return 0 if result.ok else 1
+
+
+def listing_lines(registry) -> list[str]:
+    """``lesionlens registry list``: each bundle with its aliases, name, architecture and figures."""
+    from lesionlens.bundle.schema import BundleError
+
+    state = registry.state()
+    names = registry.names()
+    by_bundle: dict[str, list[str]] = {}
+    for alias, digest in state.aliases.items():
+        if digest:
+            by_bundle.setdefault(digest, []).append(alias)
+    out = [f"{'digest':<14}{'aliases':<22}{'name':<34}{'architecture':<20}{'created':<27}val. bal. acc."]
+    for digest in state.bundles:
+        try:
+            card = registry.card(digest, verify=False)
+            arch, created = card.architecture, card.created
+            figure = card.validation.balanced_accuracy
+        except BundleError as e:
+            arch, created, figure = f"damaged: {e}", "", None
+        shown = f"{figure:.3f}" if isinstance(figure, (int, float)) else "-"
+        out.append(f"{digest[:12]:<14}{','.join(by_bundle.get(digest, [])) or '-':<22}{names.get(digest, '?')[:32]:<34}"
+                   f"{arch:<20}{created:<27}{shown}")
+    return out

@@ -28,7 +28,8 @@ import numpy as np
 
 from lesionlens import __version__
 from lesionlens.bundle.card import Card, read_card
-from lesionlens.bundle.registry import GATE_FORMAT, bundle_digest
+from lesionlens.bundle.gate_reports import GATE_FORMAT
+from lesionlens.bundle.registry import bundle_digest
 from lesionlens.quality.leakage import SHOWN, LeakageCheck, LeakageError
 from lesionlens.upkeep.gate_settings import GateSettings
 from lesionlens.upkeep.gateset import GateSet, open_gate_set

@@ -151,9 +151,9 @@ def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images
     excluded = {}
     for bundle in exclude_trained_by:
         card = read_card(bundle, verify=False)
-        trained = table.frame["sha256"].isin({r.sha256 for r in card.training_rows()})
+        trained = trained_on(table, card, cache_dir, progress)
         excluded[card.name] = int(trained.sum())
-        table = table.subset(~trained.to_numpy())
+        table = table.subset(~trained)
     if len(table) == 0:
         raise ValueError(f"{data}: no readable labelled images to freeze"
                          + (f" (left out as training images: {excluded})" if excluded else ""))
@@ -189,6 +189,24 @@ def freeze_gate_set(data: str | Path, out: str | Path, fmt: str = "auto", images
         out.rmdir()  # empty, checked above
     os.replace(tmp, out)
     return gate_set
+
+
+def trained_on(table, card, cache_dir: str | None = None, progress: bool = True):
+    """A mask of the rows of ``table`` that ``card``'s bundle trained on: the same file, or an altered
+    copy by perceptual hash, decoded at the bundle's own preprocessing. This is the gate's own check
+    (``gate.check_bundle``), so a set frozen with ``--exclude-trained-by`` is one the gate accepts."""
+    import numpy as np
+
+    from lesionlens.data.load import prepare
+    from lesionlens.quality.leakage import check_against_training
+
+    if len(table) == 0:
+        return np.zeros(0, dtype=bool)
+    data = prepare(table, card.preprocessing, "stop", cache_dir, progress=progress)
+    check = check_against_training(data.table, data.images.array, np.arange(len(data.table)), card.training_rows())
+    mask = np.zeros(len(table), dtype=bool)
+    mask[[f.a for f in check.findings]] = True
+    return mask
 
 
 def open_gate_set(folder: str | Path, verify: bool = True) -> GateSet:
