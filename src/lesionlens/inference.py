@@ -43,7 +43,6 @@ def _view(x: torch.Tensor, quarter_turns: int, mirror: bool) -> torch.Tensor:
     return torch.flip(x, dims=(3,)) if mirror else x
 
 
-@torch.inference_mode()
 def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, rows: np.ndarray | None = None,
                    batch_size: int = 64, tta: str = "none", progress: bool = False) -> np.ndarray:
     """Logits for ``images[rows]`` (N x H x W x 3 uint8, e.g. the decoded cache), averaged over the
@@ -52,15 +51,19 @@ def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, row
         raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {choices(Tta)}")
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     device = next(model.parameters()).device
+    # outside inference mode: weights converted inside it become inference tensors, and the same
+    # model could then no longer be differentiated (Grad-CAM, lesionlens explain)
     model = model.to(memory_format=torch.channels_last).eval()
     out = []
-    for start in tqdm(range(0, len(rows), batch_size), disable=None if progress else True, desc="predicting", leave=False):
-        idx = rows[start:start + batch_size]
-        batch = torch.from_numpy(np.ascontiguousarray(images[idx]))
-        x = to_input(batch.permute(0, 3, 1, 2).to(device), pre, channels_last=False)
-        views = [model(_view(x, k, f).contiguous(memory_format=torch.channels_last)).float()
-                 for k, f in TTA_VIEWS[tta]]
-        out.append(torch.stack(views).mean(dim=0).cpu().numpy())
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(rows), batch_size), disable=None if progress else True, desc="predicting",
+                          leave=False):
+            idx = rows[start:start + batch_size]
+            batch = torch.from_numpy(np.ascontiguousarray(images[idx]))
+            x = to_input(batch.permute(0, 3, 1, 2).to(device), pre, channels_last=False)
+            views = [model(_view(x, k, f).contiguous(memory_format=torch.channels_last)).float()
+                     for k, f in TTA_VIEWS[tta]]
+            out.append(torch.stack(views).mean(dim=0).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.get_classifier().out_features), np.float32)
 
 

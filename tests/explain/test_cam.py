@@ -1,4 +1,4 @@
-"""Class-activation maps: the server's NumPy CAM is Grad-CAM up to scale, and the overlay it draws."""
+"""Class-activation maps: the server's NumPy CAM is the library's Grad-CAM (pytorch-grad-cam) up to scale, and the overlay it draws."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from PIL import Image
 
 from lesionlens.bundle.card import read_card
 from lesionlens.explain.cam import class_activation_maps, overlay_png
-from lesionlens.explain.gradcam import grad_cam, map_correlations
+from lesionlens.explain.agreement import map_correlations
+from lesionlens.explain.attribution import feature_cam
 from lesionlens.inference import load_model
 
 
@@ -22,7 +23,7 @@ def test_numpy_cam_is_gradcam_up_to_scale(exported_bundle):
     features = model.forward_features(x).detach().numpy()
     targets = np.array([0, 1, 2, 0])
     cam = class_activation_maps(features, weight, targets)
-    gc = grad_cam(model, x, targets)
+    gc = feature_cam(model, x, targets)
     h, w = features.shape[2:]
     np.testing.assert_allclose(cam / (h * w), gc, rtol=1e-3, atol=1e-5)
 

@@ -30,6 +30,20 @@ class Interval:
         return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
+def mean_interval(values: np.ndarray, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """The mean of ``values`` with a percentile bootstrap interval; for paired data pass the per-item
+    differences (the interval of the mean difference). NaNs are left out."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), level)
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_resamples, len(values)))
+    means = values[idx].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Interval(float(values.mean()), float(low), float(high), level)
+
+
 def stratified_indices(y: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """``n_resamples`` x N indices, drawn with replacement within each class of ``y``."""
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ The graph has a dynamic batch dimension. Its outputs are the logits and, for net
 global average pooling + one linear layer, the last convolutional feature maps: with the linear
 layer's weight (saved beside it as ``cam_head.npz``, read without pickle) the server computes
 class-activation maps in NumPy (:mod:`lesionlens.explain.cam`). The same check compares those maps
-with Grad-CAM in PyTorch (:mod:`lesionlens.explain.gradcam`).
+with the Grad-CAM of pytorch-grad-cam (:mod:`lesionlens.explain.attribution`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from lesionlens.bundle.schema import OnnxInfo
 from lesionlens.data.images import normalize
 from lesionlens.digest import file_digest
 from lesionlens.explain.cam import class_activation_maps
-from lesionlens.explain.gradcam import grad_cam, map_correlations
+from lesionlens.explain.agreement import map_correlations
+from lesionlens.explain.attribution import feature_cam
 from lesionlens.export.check import ExportError, find_check_images
 from lesionlens.inference import load_model
 
@@ -148,7 +149,7 @@ def _export_cam_head(model: nn.Module, folder: Path, x: torch.Tensor, features: 
     path = folder / CAM_FILE
     np.savez(path, weight=weight)
     cams = class_activation_maps(features, weight, targets)
-    gradcams = np.concatenate([grad_cam(model, x[i:i + 16], targets[i:i + 16]) for i in range(0, len(x), 16)])
+    gradcams = np.concatenate([feature_cam(model, x[i:i + 16], targets[i:i + 16]) for i in range(0, len(x), 16)])
     r = map_correlations(cams, gradcams)
     valid = r[~np.isnan(r)]
     return {
