@@ -260,7 +260,7 @@ def plot_changes(result: ShortcutResult, path: Path) -> Path:
     ax.axhline(0, color="black", lw=0.8)
     ax.axhline(result.settings.margin, color="tab:red", lw=0.8, ls="--", label=f"margin +{result.settings.margin:g}")
     labels = [f"{k.kind}\n{'FAILED' if k.failed else 'passed'}\n"
-              + ", ".join(f"{v.up_flips}/{v.n} flips" for v in k.views.values()) for k in result.kinds]
+              + "\n".join(f"{v.view}: {v.up_flips}/{v.n} flipped" for v in k.views.values()) for k in result.kinds]
     ax.set_xticks(np.arange(len(result.kinds)), labels, fontsize=8)
     ax.set_ylabel("mean change of probability")
     ax.set_title(f"Adding an artifact to {result.n_benign} benign images", fontsize=10)
