@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from lesionlens.bundle.card import read_card
-from lesionlens.explain.cam import class_activation_maps, overlay_png
 from lesionlens.explain.agreement import map_correlations
 from lesionlens.explain.attribution import feature_cam
+from lesionlens.explain.cam import class_activation_maps, overlay_png
 from lesionlens.inference import load_model
 
 

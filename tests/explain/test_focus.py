@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from lesionlens.evaluation.bootstrap import stratified_indices
-from lesionlens.explain.focus import FocusSettings, centred_gaussian, focus_figures, lesion_focus, mean_interval
+from lesionlens.explain.focus import (
+    FocusSettings,
+    centred_gaussian,
+    focus_figures,
+    lesion_focus,
+    mean_interval,
+)
 
 
 def _square_mask(n: int = 1, size: int = 20, lo: int = 5, hi: int = 10) -> np.ndarray:

@@ -9,14 +9,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from lesionlens.explain.attribution import feature_cam
 from PIL import Image
 
 from lesionlens.data.images import Preprocessing
 from lesionlens.data.transforms import to_input
 from lesionlens.decision import DecisionRule, OperatingPoint
-from lesionlens.explain.artifacts import INK, add_artifact, add_artifacts, allowed_region
+from lesionlens.explain.artifacts import (
+    INK,
+    add_artifact,
+    add_artifacts,
+    allowed_region,
+)
 from lesionlens.explain.focus import FocusSettings, lesion_focus
-from lesionlens.explain.gradcam import grad_cam
 from lesionlens.explain.shortcuts import ShortcutSettings, benign_rows, shortcut_test
 from lesionlens.models.registry import create_model
 
@@ -123,7 +128,7 @@ def test_planted_model_looks_outside_the_lesion(planted):
     _, masks = _benign(0, n=24)
     x = to_input(torch.from_numpy(images).permute(0, 3, 1, 2), PRE, channels_last=False)
     mel = CLASSES.index("mel")
-    maps = grad_cam(model, x, np.full(len(images), mel))
+    maps = feature_cam(model, x, np.full(len(images), mel))
     maps = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=(SIZE, SIZE), mode="bilinear",
                                            align_corners=False)[:, 0].numpy()
     assert maps.shape == (24, SIZE, SIZE) and np.isfinite(maps).all()

@@ -30,18 +30,24 @@ class Interval:
         return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
-def mean_interval(values: np.ndarray, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
-    """The mean of ``values`` with a percentile bootstrap interval; for paired data pass the per-item
-    differences (the interval of the mean difference). NaNs are left out."""
+def mean_interval(values: np.ndarray, idx: np.ndarray | None = None, level: float = 0.95,
+                  n_resamples: int = 2000, seed: int = 0) -> Interval:
+    """The mean of ``values`` with the percentile interval of its means over resampled indices: ``idx``
+    (B x N, e.g. :func:`stratified_indices`, shared by several figures of the same items) or, without
+    it, ``n_resamples`` plain resamples (seeded). Resampling per-item differences of two maps or two
+    predictions this way is the paired bootstrap. NaNs (items where a figure is undefined) are left
+    out of every mean."""
     values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
+    if idx is None:
+        values = values[~np.isnan(values)]
+        idx = np.random.default_rng(seed).integers(0, len(values), size=(n_resamples, len(values)))
+    if len(values) == 0 or np.isnan(values).all():
         return Interval(float("nan"), float("nan"), float("nan"), level)
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_resamples, len(values)))
-    means = values[idx].mean(axis=1)
+    with np.errstate(invalid="ignore"):
+        means = np.nanmean(values[idx], axis=1) if np.isnan(values).any() else values[idx].mean(axis=1)
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return Interval(float(values.mean()), float(low), float(high), level)
+    low, high = np.nanpercentile(means, [tail, 100 - tail])
+    return Interval(float(np.nanmean(values)), float(low), float(high), level)
 
 
 def stratified_indices(y: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:

@@ -31,15 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lesionlens.explain.baselines import BASELINES, baseline_maps
 from lesionlens.explain.subject import FEATURES, Subject
 
 CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam")
 PIXEL_METHODS = ("integrated_gradients", "occlusion", "guided_backprop")
-BASELINES = ("random", "centre")
 METHODS = CAM_METHODS + PIXEL_METHODS + BASELINES
 DEFAULT_METHODS = ("gradcam", "gradcam++", "integrated_gradients", "occlusion")
 IG_STEPS = 32
-CENTRE_SIGMA = 0.25  # of the side
 
 
 @dataclass
@@ -83,16 +82,6 @@ def attribute(subject: Subject, images: np.ndarray, targets: np.ndarray, method:
     if method == "guided_backprop" and not any(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in subject.net.modules()):
         notes.append("the network has no ReLU modules: guided backpropagation is plain gradients here")
     return Maps(method, name, values, targets, time.perf_counter() - started, notes)
-
-
-def baseline_maps(kind: str, n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    h, w = size
-    if kind == "random":
-        return np.random.default_rng(seed).random((n, h, w)).astype(np.float32)
-    y, x = np.mgrid[0:h, 0:w]
-    sigma = CENTRE_SIGMA * min(h, w)
-    centre = np.exp(-(((y - (h - 1) / 2) ** 2 + (x - (w - 1) / 2) ** 2) / (2 * sigma ** 2)))
-    return np.broadcast_to(centre.astype(np.float32), (n, h, w)).copy()
 
 
 def low_resolution_cam(subject: Subject, x: torch.Tensor, targets: np.ndarray, method: str = "gradcam",

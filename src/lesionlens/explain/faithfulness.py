@@ -141,8 +141,8 @@ def compare(all_curves: dict[str, Curves], baselines: tuple[str, ...] = ("random
             n_resamples: int = 2000, seed: int = 0) -> Faithfulness:
     """Every non-baseline method against every baseline, per kind, paired over images."""
     n = len(next(iter(all_curves.values())).probability["deletion"])
-    aucs = {m: {k: mean_interval(c.auc(k), n_resamples, seed) for k in KINDS} for m, c in all_curves.items()}
-    comparisons = [Comparison(m, b, k, mean_interval(c.auc(k) - all_curves[b].auc(k), n_resamples, seed))
+    aucs = {m: {k: mean_interval(c.auc(k), n_resamples=n_resamples, seed=seed) for k in KINDS} for m, c in all_curves.items()}
+    comparisons = [Comparison(m, b, k, mean_interval(c.auc(k) - all_curves[b].auc(k), n_resamples=n_resamples, seed=seed))
                    for m, c in all_curves.items() if m not in baselines
                    for b in baselines if b in all_curves for k in KINDS]
     return Faithfulness(n, all_curves, comparisons, aucs)

@@ -33,7 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.ndimage import distance_transform_edt  # noqa: E402
 
-from lesionlens.evaluation.bootstrap import Interval, stratified_indices  # noqa: E402
+from lesionlens.evaluation.bootstrap import Interval, mean_interval, stratified_indices  # noqa: E402
+from lesionlens.explain.baselines import centred_gaussian  # noqa: E402
 
 METRICS = ("mass_share", "lift", "pointing")
 METRIC_NAMES = {"mass_share": "mass inside the lesion", "lift": "lift over the lesion's area share",
@@ -47,26 +48,6 @@ class FocusSettings:
     n_resamples: int = 1000
     seed: int = 0
     level: float = 0.95
-
-
-def mean_interval(values: np.ndarray, idx: np.ndarray, level: float = 0.95) -> Interval:
-    """The mean of ``values`` with the percentile interval of its means over resampled indices
-    ``idx`` (B x N, e.g. :func:`~lesionlens.evaluation.bootstrap.stratified_indices`). Resampling the
-    per-image differences of two maps (or two predictions) this way is the paired bootstrap."""
-    values = np.asarray(values, np.float64)
-    if len(values) == 0:
-        return Interval(np.nan, np.nan, np.nan, level)
-    means = values[idx].mean(axis=1)
-    lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return Interval(float(values.mean()), float(lo), float(hi), level)
-
-
-def centred_gaussian(n: int, height: int, width: int, sigma: float = 0.25) -> np.ndarray:
-    """N copies of a Gaussian bump at the image's centre, ``sigma`` a fraction of the shorter side."""
-    yy, xx = np.mgrid[:height, :width].astype(np.float64)
-    s = sigma * min(height, width)
-    bump = np.exp(-(((yy - (height - 1) / 2) ** 2 + (xx - (width - 1) / 2) ** 2) / (2 * s * s)))
-    return np.broadcast_to(bump, (n, height, width))
 
 
 def focus_figures(maps: np.ndarray, masks: np.ndarray, tolerance: float = 0.0) -> dict[str, np.ndarray]:

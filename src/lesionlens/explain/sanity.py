@@ -8,8 +8,11 @@ scaled maps, as in the paper. Guided backpropagation is the known failure (its m
 an edge detector of the image, whatever the weights), so it is the control: if the check does not
 fail it, the check is not working.
 
-A method passes when, with every block re-initialised, the mean rank correlation with the trained
-model's maps is below ``PASS_BELOW``.
+A method passes when its mean rank correlation with the trained model's maps, averaged over the
+steps of the cascade (the area under the curve of the figure, per step), is below ``PASS_BELOW``: a
+map that ignores the top of the network stays near 1 for the first steps and fails, however much
+randomising the stem finally changes it (guided backpropagation, on EfficientNet-Lite0: 0.99 after
+the head, 0.96 after the last block, 0.33 only with the stem randomised).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from lesionlens.explain.agreement import rank_correlations, structural_similarit
 from lesionlens.explain.attribution import attribute
 from lesionlens.explain.subject import Subject
 
-PASS_BELOW = 0.5  # mean Spearman rank correlation with every block randomised
+PASS_BELOW = 0.5  # Spearman rank correlation with the trained maps, mean over the cascade's steps
 CONTROL = "guided_backprop"
 
 
@@ -53,11 +56,16 @@ class MethodSanity:
         return self.steps[-1].rank_correlation.estimate
 
     @property
+    def mean_over_cascade(self) -> float:
+        return float(np.nanmean([s.rank_correlation.estimate for s in self.steps]))
+
+    @property
     def passed(self) -> bool:
-        return self.final < PASS_BELOW
+        return self.mean_over_cascade < PASS_BELOW
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "passed": self.passed, "final_rank_correlation": self.final,
+        return {"method": self.method, "passed": self.passed, "mean_rank_correlation": self.mean_over_cascade,
+                "final_rank_correlation": self.final,
                 "steps": [s.to_dict() for s in self.steps]}
 
 
@@ -78,7 +86,8 @@ class Sanity:
             role = " (the control, expected to fail)" if m.method == CONTROL else ""
             out.append(f"  {m.method}{role}: rank correlation with the trained model's maps "
                        f"{m.steps[0].rank_correlation} after the head, {m.steps[-1].rank_correlation} with "
-                       f"everything randomised; SSIM {m.steps[-1].ssim} -> {verdict} (pass: below {PASS_BELOW})")
+                       f"everything randomised (SSIM {m.steps[-1].ssim}); mean over the cascade "
+                       f"{m.mean_over_cascade:.3f} -> {verdict} (pass: below {PASS_BELOW})")
         control = next((m for m in self.methods if m.method == CONTROL), None)
         if control is not None and control.passed:
             out.append(f"  warning: the control {CONTROL} passed: the check cannot tell methods apart on this model")
@@ -125,8 +134,8 @@ def sanity_check(subject: Subject, images: np.ndarray, methods: list[str], layer
         randomise(modules, seed + k)
         for m in methods:
             maps = attribute(work, images, targets, m, layer).values
-            results[m].steps.append(Step(name, mean_interval(rank_correlations(trained[m], maps), n_resamples, seed),
-                                         mean_interval(structural_similarities(trained[m], maps), n_resamples, seed)))
+            results[m].steps.append(Step(name, mean_interval(rank_correlations(trained[m], maps), n_resamples=n_resamples, seed=seed),
+                                         mean_interval(structural_similarities(trained[m], maps), n_resamples=n_resamples, seed=seed)))
             results[m].example_maps.append(maps[0])
     return Sanity(len(images), [name for name, _ in blocks], list(results.values()))
 

@@ -18,7 +18,6 @@ lesions towards a malignant call; otherwise the kind passes.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +32,13 @@ from torch import nn  # noqa: E402
 from lesionlens.data.images import Preprocessing  # noqa: E402
 from lesionlens.data.labels import MALIGNANT, canonical  # noqa: E402
 from lesionlens.decision import DecisionRule  # noqa: E402
-from lesionlens.evaluation.bootstrap import Interval, stratified_indices  # noqa: E402
+from lesionlens.evaluation.bootstrap import (  # noqa: E402
+    Interval,
+    mean_interval,  # noqa: E402
+    stratified_indices,
+)
 from lesionlens.evaluation.proportions import wilson_interval  # noqa: E402
 from lesionlens.explain.artifacts import ARTIFACT_KINDS, ArtifactSettings, add_artifacts  # noqa: E402
-from lesionlens.explain.focus import mean_interval  # noqa: E402
 from lesionlens.inference import predict_logits  # noqa: E402
 
 KIND_NAMES = {"ink": "a surgical-ink mark", "ruler": "a ruler", "patch": "a colour patch"}
@@ -197,9 +199,6 @@ def shortcut_test(model: nn.Module, rule: DecisionRule, pre: Preprocessing, imag
     views = sorted(rule.views, key=lambda v: v != "melanoma")  # melanoma first: the view Winkler et al. measured
     if not views:
         raise ValueError("the model's classes are not diagnoses: there is no melanoma or malignant view to test")
-    # predict_logits converts the weights to channels_last inside torch.inference_mode, which turns them
-    # into inference tensors that autograd then refuses (Grad-CAM on the same model would fail): a copy
-    model = copy.deepcopy(model)
     ids = list(image_ids) if image_ids is not None else [str(i) for i in range(len(images))]
     rows = np.flatnonzero(benign_rows(labels, benign_classes))
     if len(rows) == 0:
