@@ -22,9 +22,19 @@ import logging
 import sys
 
 from lesionlens import __version__
-from lesionlens.cli import cases, check, evaluate, predict, registry, serve, train, upkeep
+from lesionlens.cli import (
+    cases,
+    check,
+    evaluate,
+    explain,
+    predict,
+    registry,
+    serve,
+    train,
+    upkeep,
+)
 
-COMMAND_GROUPS = (train, evaluate, predict, serve, check, cases, registry, upkeep)
+COMMAND_GROUPS = (train, evaluate, explain, predict, serve, check, cases, registry, upkeep)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from lesionlens.cli.options import add_config_flags, add_set_and_config, add_setting, config_overrides
+from lesionlens.cli.options import (
+    add_config_flags,
+    add_set_and_config,
+    add_setting,
+    config_overrides,
+)
 
 log = logging.getLogger("lesionlens")
 

@@ -59,9 +59,29 @@ def subgroup_of(field: str, value: str) -> str:
 def read_metadata(table: ImageTable) -> dict[str, list[str]]:
     """Field -> one cleaned value per row of ``table`` (empty where unknown), looked up in the CSV
     each row was read from (its ``source`` and ``row`` columns)."""
+    return _lookup(table, FIELDS, clean)[0]
+
+
+def read_columns(table: ImageTable, names: list[str]) -> dict[str, list[str]]:
+    """Any named columns of the table's source CSVs (HAM10000's ``dataset``, a site's scanner, ...),
+    one stripped value per row, empty where unknown. A column no source CSV has is an error naming
+    the column and the files looked in, so a misspelt name is not read as "all unknown"."""
+    values, found = _lookup(table, {n: (n.strip().lower(),) for n in names},
+                            lambda _f, v: "" if v is None else str(v).strip())
+    missing = [n for n in names if n not in found]
+    if missing:
+        sources = sorted({str(s) for s in table.frame["source"] if isinstance(s, str)})
+        raise ValueError(f"no column {', '.join(repr(m) for m in missing)} in the table's CSV files "
+                         f"({', '.join(sources[:3]) or 'none: a folder layout has no metadata'})")
+    return values
+
+
+def _lookup(table: ImageTable, fields: dict[str, tuple[str, ...]], convert) -> tuple[dict[str, list[str]], set[str]]:
+    """The values of ``fields`` per row, and the fields some source CSV has."""
     import pandas as pd
 
-    out = {f: [""] * len(table) for f in FIELDS}
+    out = {f: [""] * len(table) for f in fields}
+    found: set[str] = set()
     frame = table.frame
     by_source: dict[str, list[int]] = {}
     for pos, (source, row) in enumerate(zip(frame["source"], frame["row"])):
@@ -73,13 +93,14 @@ def read_metadata(table: ImageTable) -> dict[str, list[str]]:
         except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
             raise ValueError(f"{source}: cannot read the metadata columns: {e}") from e
         columns = {c.strip().lower(): c for c in csv.columns}
-        for field, names in FIELDS.items():
+        for field, names in fields.items():
             column = next((columns[n] for n in names if n in columns), None)
             if column is None:
                 continue
+            found.add(field)
             values = csv[column].tolist()
             for pos in positions:
                 line = int(frame["row"].iat[pos])  # 1-based, header = line 1
                 if 2 <= line <= len(values) + 1:
-                    out[field][pos] = clean(field, values[line - 2])
-    return out
+                    out[field][pos] = convert(field, values[line - 2])
+    return out, found

@@ -27,7 +27,11 @@ def rank_correlations(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> np
     b = b.reshape(len(b), -1)
     if absolute:
         a, b = np.abs(a), np.abs(b)
-    return map_correlations(rankdata(a, axis=1), rankdata(b, axis=1))
+    r = map_correlations(rankdata(a, axis=1), rankdata(b, axis=1))
+    # A constant map ranks nothing: two constant maps say the same (1), a constant map against a
+    # ranked one shares no ranking with it (0). Randomised networks often give all-zero CAMs.
+    flat_a, flat_b = np.ptp(a, axis=1) == 0, np.ptp(b, axis=1) == 0
+    return np.where(flat_a & flat_b, 1.0, np.where(flat_a | flat_b, 0.0, r))
 
 
 def structural_similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:

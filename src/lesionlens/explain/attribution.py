@@ -32,12 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lesionlens.explain.baselines import BASELINES, baseline_maps
+from lesionlens.explain.settings import CAM_METHODS, METHODS
 from lesionlens.explain.subject import FEATURES, Subject
 
-CAM_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam")
-PIXEL_METHODS = ("integrated_gradients", "occlusion", "guided_backprop")
-METHODS = CAM_METHODS + PIXEL_METHODS + BASELINES
-DEFAULT_METHODS = ("gradcam", "gradcam++", "integrated_gradients", "occlusion")
 IG_STEPS = 32
 
 
