@@ -110,3 +110,28 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "cases.sqlite")
     return request.getfixturevalue("postgres_url")
+
+
+# A real browser for the web pages and reports: Debian's chromium driven by Playwright (whose own
+# browser download cannot work here). Skipped where either is missing, unless
+# LESIONLENS_REQUIRE_BROWSER=1 (CI) makes that a failure.
+CHROMIUM = os.environ.get("LESIONLENS_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed"
+    if missing is None and not Path(CHROMIUM).exists():
+        missing = f"no chromium at {CHROMIUM} (apt-get install chromium)"
+    if missing:
+        if os.environ.get("LESIONLENS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"LESIONLENS_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield b
+        b.close()

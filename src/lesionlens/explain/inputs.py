@@ -57,10 +57,12 @@ def from_files(paths: list[Path], pre: Preprocessing, masks: Path | None = None)
 
 def from_data(data: str | Path, pre: Preprocessing, fmt: str = "auto", images: str | Path | None = None,
               partition: str | None = None, masks: Path | None = None, probes: tuple[str, ...] = (),
-              on_bad_input: str = "stop", cache_dir: str | None = None, progress: bool = True) -> Images:
+              on_bad_input: str = "stop", cache_dir: str | None = None, progress: bool = True,
+              image_ids: set[str] | None = None) -> Images:
     """A labelled data set (optionally one ``partition``), with its groups, its metadata (sex, age,
     site where the data has them, and the ``probes`` columns) and lesion masks: those of ``masks``,
-    or of the ISIC 2017 Part 1 layout when the data is laid out that way."""
+    or of the ISIC 2017 Part 1 layout when the data is laid out that way. ``image_ids`` keeps only
+    those images (e.g. a bundle's validation split, with the metadata of the original table)."""
     from lesionlens.data.load import prepare, read_table
     from lesionlens.data.metadata import read_columns, read_metadata
 
@@ -69,6 +71,10 @@ def from_data(data: str | Path, pre: Preprocessing, fmt: str = "auto", images: s
         table = table.subset((table.frame["partition"] == partition).to_numpy())
         if len(table) == 0:
             raise ValueError(f"{data}: no images in the {partition!r} partition")
+    if image_ids is not None:
+        table = table.subset(table.frame["image_id"].astype(str).isin(image_ids).to_numpy())
+        if len(table) == 0:
+            raise ValueError(f"{data}: none of the {len(image_ids)} asked image ids")
     prepared = prepare(table, pre, on_bad_input, cache_dir, progress=progress)
     table = prepared.table
     rows = prepared.images.array[table.frame["cache_row"].to_numpy()]
