@@ -84,6 +84,10 @@ def _positive_copy(model: nn.Module) -> nn.Module:
     """The probe network described in the module docstring."""
     probe = copy.deepcopy(model).double().eval()
     for name, module in list(probe.named_modules()):
+        # a deep copy keeps the hooks others registered on the model (an attribution library's, say)
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+        module._backward_hooks.clear()
         if hasattr(module, "inplace"):
             module.inplace = False
         if isinstance(module, nn.MaxPool2d):
@@ -152,19 +156,26 @@ def _forward_until(probe: nn.Module, x: torch.Tensor, layer: str) -> torch.Tenso
     raise ValueError(f"layer {layer!r} did not run in forward_features / forward_head")
 
 
+@torch.no_grad()
+def _stride_from_growth(probe: nn.Module, layer: str) -> tuple[int, int]:
+    """The layer's stride as the growth of its map with the input: between 256 and 512 px (multiples
+    of every stride in use, so no rounding at a layer's borders) the map grows by 256 / stride."""
+    shapes = [_forward_until(probe, torch.zeros(1, 3, size, size, dtype=torch.float64), layer).shape[2:]
+              for size in (256, 512)]
+    return tuple(max(round(256 / max(b - a, 1)), 1) for a, b in zip(*shapes))
+
+
+@torch.enable_grad()  # callers may hold torch.no_grad(); the measurement needs a gradient
 def receptive_field(model: nn.Module, layer: str, image_size: int) -> ReceptiveField:
     """The exact receptive field of ``layer``'s units for square inputs of ``image_size`` pixels."""
     check_layers(model, [layer])
     probe = _positive_copy(model)
-    boxes, (cy, cx), shape, touches = _supports(probe, layer, image_size)
-    stride = (max(boxes[1][0] - boxes[0][0], 1), max(boxes[2][1] - boxes[0][1], 1))
+    boxes, (cy, cx), _, touches = _supports(probe, layer, image_size)
     if touches and image_size < MAX_PROBE:
-        larger = min(2 * image_size, MAX_PROBE)
-        boxes, (cy, cx), larger_shape, touches = _supports(probe, layer, larger)
-        # clipped supports do not move with the unit: the stride is the growth of the map with the input
-        stride = tuple(max(round((larger - image_size) / max(b - a, 1)), 1) for a, b in zip(shape, larger_shape))
-        if not touches:
-            stride = (boxes[1][0] - boxes[0][0], boxes[2][1] - boxes[0][1])
+        boxes, (cy, cx), _, touches = _supports(probe, layer, min(2 * image_size, MAX_PROBE))
+    # clipped supports do not move with their unit: the stride then comes from the map's growth
+    stride = (_stride_from_growth(probe, layer) if touches else
+              (boxes[1][0] - boxes[0][0], boxes[2][1] - boxes[0][1]))
     top, left, bottom, right = boxes[0]
     return ReceptiveField((bottom - top, right - left), stride, (top - cy * stride[0], left - cx * stride[1]),
                           clipped=touches)
