@@ -37,6 +37,10 @@ RESAMPLES = 1000
 LABEL = "label"  # the class column: probed as the reference
 
 
+class NotProbed(ValueError):
+    """A variable that cannot be probed: fewer than two values with enough groups for the folds."""
+
+
 @dataclass(frozen=True)
 class Probe:
     """One variable's probe: balanced accuracy with its interval, against chance and shuffled labels."""
@@ -156,7 +160,7 @@ def linear_probe(embeddings: np.ndarray, values: Sequence, groups: Sequence | No
     if groups is not None:  # an image without a group is a group of its own
         groups = pd.Series(list(groups), dtype=object)
         groups = groups.where(groups.notna(), pd.Series([f"image {i}" for i in range(len(groups))], dtype=object))
-    keep = values.notna().to_numpy()
+    keep = values.notna().to_numpy().copy()
     labels = values.astype(str).to_numpy()
     left_out = {}
     for value in sorted(set(labels[keep])):
@@ -168,7 +172,7 @@ def linear_probe(embeddings: np.ndarray, values: Sequence, groups: Sequence | No
             keep &= labels != value
     probed = sorted(set(labels[keep]))
     if len(probed) < 2:
-        raise ValueError(f"{variable}: {len(probed)} value(s) left to probe after leaving out those with fewer "
+        raise NotProbed(f"{variable}: {len(probed)} value(s) left to probe after leaving out those with fewer "
                          f"than {folds} groups ({', '.join(left_out) or 'none'}); a probe needs two")
     y = np.searchsorted(probed, labels[keep])
     x, g = x[keep], None if groups is None else groups[keep].astype(str).to_numpy()
@@ -206,6 +210,6 @@ def probe_columns(embeddings: np.ndarray, frame: pd.DataFrame, columns: Sequence
     for column in wanted:
         try:
             probes.append(linear_probe(embeddings, frame[column], groups, column, folds, permutations, seed, n_resamples))
-        except ValueError as e:
+        except NotProbed as e:
             skipped[column] = str(e)
     return ProbeReport(probes, skipped, len(frame))
