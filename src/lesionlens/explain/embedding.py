@@ -13,15 +13,17 @@ give the numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from lesionlens.explain.display import save_figure  # noqa: E402
 
 PCA_DIMENSIONS = 50
 PERPLEXITY = 30.0  # scikit-learn's default; lowered for small sets, where it must stay below N / 3
@@ -45,7 +47,7 @@ class EmbeddingMap:
         return None if self.y_pred is None else self.y_true == self.y_pred
 
     def to_dict(self) -> dict:
-        out = {"method": "t-SNE", "settings": self.settings or {}, "n": int(len(self.points)),
+        out = {"method": "t-SNE", "settings": self.settings or {}, "n": len(self.points),
                "x": np.round(self.points[:, 0], 4).tolist(), "y": np.round(self.points[:, 1], 4).tolist(),
                "label": [self.classes[k] for k in self.y_true]}
         if self.ids is not None:
@@ -58,9 +60,10 @@ class EmbeddingMap:
 
     def lines(self) -> list[str]:
         s = self.settings or {}
-        out = [f"Embedding map: t-SNE of {len(self.points):,} embeddings ({s.get('dimensions', '?')}-D"
-               f"{', PCA to %d' % s['pca'] if s.get('pca') else ''}), perplexity {s.get('perplexity', '?'):g}, "
-               f"seed {s.get('seed', '?')}"]
+        pca = f", PCA to {s['pca']}" if s.get("pca") else ""
+        head = (f"Embedding map: t-SNE of {len(self.points):,} embeddings ({s.get('dimensions', '?')}-D{pca}), "
+                f"perplexity {s.get('perplexity', '?')}, seed {s.get('seed', '?')}")
+        out = [head]
         if self.y_pred is not None:
             out.append(f"  coloured by class, by error ({int((~self.correct).sum()):,} wrong)"
                        + (f" and by {self.source_name}" if self.source is not None else ""))
@@ -68,7 +71,6 @@ class EmbeddingMap:
 
     def write_figures(self, out_dir: str | Path) -> dict[str, Path]:
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         views = {"embedding_class": ("class", np.array(self.classes)[self.y_true])}
         if self.y_pred is not None:
             views["embedding_error"] = ("prediction", np.where(self.correct, "correct", "wrong"))
@@ -89,10 +91,7 @@ class EmbeddingMap:
         ax.set_yticks([])
         ax.legend(fontsize=8, markerscale=2, loc="best", frameon=False)
         ax.set_title(f"t-SNE of the embeddings, coloured by {title}", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def tsne(embeddings: np.ndarray, seed: int = 0, perplexity: float = PERPLEXITY) -> tuple[np.ndarray, dict]:

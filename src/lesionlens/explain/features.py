@@ -13,10 +13,10 @@ each normalised to its own range for display only; the result keeps the raw maps
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import matplotlib
 
@@ -28,6 +28,7 @@ from torch import nn  # noqa: E402
 
 from lesionlens.data.images import Preprocessing  # noqa: E402
 from lesionlens.data.transforms import to_input  # noqa: E402
+from lesionlens.explain.display import display, save_figure  # noqa: E402
 
 FEATURES = "features"  # the output of model.forward_features
 TOP_CHANNELS = 8  # channels per layer in the figure: enough to see variety, small enough to read
@@ -136,8 +137,6 @@ class FeatureMaps:
         return out
 
     def write_figures(self, out_dir: str | Path) -> dict[str, Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         rows = [(layer, [(display(self.maps[layer][c]), f"ch {c}") for c in self.most_active(layer)])
                 for layer in self.maps]
         width = max(len(tiles) for _, tiles in rows) + 1
@@ -151,18 +150,7 @@ class FeatureMaps:
         for ax in axes.ravel():
             ax.axis("off")
         fig.suptitle("Most active channels per layer (each normalised for display)", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / "feature_maps.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return {"feature_maps": path}
-
-
-def display(values: np.ndarray) -> np.ndarray:
-    """``values`` min-max scaled to [0, 1] for display (a constant map shows as 0)."""
-    values = np.asarray(values, dtype=np.float64)
-    low, span = values.min(), np.ptp(values)
-    return (values - low) / span if span > 0 else np.zeros_like(values)
+        return {"feature_maps": save_figure(fig, Path(out_dir) / "feature_maps.png")}
 
 
 @torch.no_grad()

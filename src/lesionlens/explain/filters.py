@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import nn  # noqa: E402
 
-from lesionlens.explain.features import display  # noqa: E402
+from lesionlens.explain.display import display, save_figure  # noqa: E402
 
 
 @dataclass
@@ -45,12 +45,11 @@ class Filters:
 
     def lines(self) -> list[str]:
         out, k, h, w = self.weights.shape
-        return [f"First-layer filters: {self.layer}, {out} filters of {k} x {h} x {w}, shown as "
-                f"{'RGB' if self.rgb else 'grey'} tiles (each scaled to its own range)"]
+        line = (f"First-layer filters: {self.layer}, {out} filters of {k} x {h} x {w}, shown as "
+                f"{'RGB' if self.rgb else 'grey'} tiles (each scaled to its own range)")
+        return [line]
 
     def write_figures(self, out_dir: str | Path) -> dict[str, Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         tiles = self.tiles()
         cols = int(np.ceil(np.sqrt(len(tiles))))
         rows = int(np.ceil(len(tiles) / cols))
@@ -61,11 +60,7 @@ class Filters:
             ax.imshow(tile, cmap=None if self.rgb else "gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_title(title, fontsize=6)
         fig.suptitle(f"First-layer filters ({self.layer})", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / "filters.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return {"filters": path}
+        return {"filters": save_figure(fig, Path(out_dir) / "filters.png")}
 
 
 def first_filters(model: nn.Module) -> Filters:

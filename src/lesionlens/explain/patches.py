@@ -21,9 +21,9 @@ can only shrink the measured field.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -35,6 +35,7 @@ from torch import nn  # noqa: E402
 
 from lesionlens.data.images import Preprocessing  # noqa: E402
 from lesionlens.data.transforms import to_input  # noqa: E402
+from lesionlens.explain.display import save_figure  # noqa: E402
 from lesionlens.explain.features import FEATURES, check_layers, hooked, run_to  # noqa: E402
 
 TOP_K = 9  # Zeiler & Fergus show a 3 x 3 mosaic per channel
@@ -198,20 +199,19 @@ class TopPatches:
         return self.ids[position] if self.ids is not None else int(position)
 
     def to_dict(self) -> dict:
-        return {"layer": self.layer, "receptive_field": self.field.to_dict(), "channels": int(len(self.values)),
+        return {"layer": self.layer, "receptive_field": self.field.to_dict(), "channels": len(self.values),
                 "top": {int(c): [{"image": self._name(int(i)), "activation": float(v), "y": int(y), "x": int(x)}
                                  for v, i, (y, x) in zip(self.values[c], self.images[c], self.where[c]) if i >= 0]
                         for c in self.shown}}
 
     def lines(self) -> list[str]:
         f = self.field
-        return [f"Top-{self.values.shape[1]} patches of {self.layer} ({len(self.values)} channels): receptive "
+        line = (f"Top-{self.values.shape[1]} patches of {self.layer} ({len(self.values)} channels): receptive "
                 f"field {f.size[0]} x {f.size[1]} px{' (at least)' if f.clipped else ''}, stride {f.stride[0]}, "
-                f"offset {f.offset[0]}; mosaics of channels {', '.join(map(str, self.shown))}"]
+                f"offset {f.offset[0]}; mosaics of channels {', '.join(map(str, self.shown))}")
+        return [line]
 
     def write_figures(self, out_dir: str | Path) -> dict[str, Path]:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         cols = min(4, len(self.shown))
         rows = int(np.ceil(len(self.shown) / cols))
         fig = plt.figure(figsize=(2.4 * cols, 2.6 * rows))
@@ -226,10 +226,7 @@ class TopPatches:
                 if j == 1:
                     ax.set_title(f"channel {channel}", fontsize=8)
         fig.suptitle(f"Top-activating patches, {self.layer} (receptive field {self.field.size[0]} px)", fontsize=10)
-        path = out_dir / "top_patches.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        return {"top_patches": path}
+        return {"top_patches": save_figure(fig, Path(out_dir) / "top_patches.png", tight=False)}
 
 
 @torch.no_grad()

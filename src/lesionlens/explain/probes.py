@@ -17,9 +17,9 @@ cannot be cross-validated; they are left out and the result says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 
 from lesionlens.evaluation.bootstrap import Interval, stratified_indices  # noqa: E402
 from lesionlens.evaluation.metrics import balanced_accuracy, confusion_matrix  # noqa: E402
+from lesionlens.explain.display import save_figure  # noqa: E402
 
 FOLDS = 5
 PERMUTATIONS = 5  # shuffled-label repeats: enough to see the baseline's level and spread, each costs one CV
@@ -89,8 +90,8 @@ class ProbeReport:
         return {"n": self.n, "probes": [p.to_dict() for p in self.probes], "skipped": self.skipped}
 
     def lines(self) -> list[str]:
-        out = [f"Linear probes on {self.n:,} embeddings (balanced accuracy, 95% interval; "
-               f"{'reference: ' + LABEL if any(p.variable == LABEL for p in self.probes) else 'no reference'}):"]
+        reference = f"reference: {LABEL}" if any(p.variable == LABEL for p in self.probes) else "no reference"
+        out = [f"Linear probes on {self.n:,} embeddings (balanced accuracy, 95% interval; {reference}):"]
         for p in self.probes:
             out.append(p.line())
             out += [f"    left out {value!r}: {why}" for value, why in p.left_out.items()]
@@ -100,8 +101,6 @@ class ProbeReport:
     def write_figures(self, out_dir: str | Path) -> dict[str, Path]:
         if not self.probes:
             return {}
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(figsize=(7, 0.6 * len(self.probes) + 1.4))
         for i, p in enumerate(self.probes):
             ba = p.balanced_accuracy
@@ -117,11 +116,7 @@ class ProbeReport:
         ax.set_xlabel("balanced accuracy of a linear probe on the embeddings")
         ax.legend(fontsize=8, loc="lower right")
         ax.set_title("What the embeddings encode", fontsize=10)
-        fig.tight_layout()
-        path = out_dir / "probes.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return {"probes": path}
+        return {"probes": save_figure(fig, Path(out_dir) / "probes.png")}
 
 
 def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int) -> np.ndarray:
