@@ -14,8 +14,8 @@ is exactly the set of pixels that can reach it: its theoretical receptive field.
 centre and its neighbours down and right) give size, stride and offset. When the support touches the
 probe's border the probe is measured again at twice the image's size (at most 1,024 px); when it
 touches that one's border too, the size is a lower bound (``clipped``): the field then spans at least
-twice the image, so every crop is the whole image and a larger probe would change no crop. Max pooling written as a function call rather than a module (rare) is not replaced and
-can only shrink the measured field.
+twice the image, so every crop is the whole image and a larger probe would change no crop. Max pooling written as a function call rather than a module (rare) is not replaced, and layer or
+group norms (which subtract a mean) are left as they are; either can only shrink the measured field.
 """
 
 from __future__ import annotations
