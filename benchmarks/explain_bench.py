@@ -136,8 +136,8 @@ def validation_ids(args) -> set[str]:
 
 
 def probes(subject: Subject, args) -> dict:
-    from lesionlens.explain.inside import embed_and_probe
     from lesionlens.explain.inputs import from_data
+    from lesionlens.explain.inside import embed_and_probe
 
     validation = {r.image_id for r in read_split(subject.card.file("split")) if r.partition == "val"}
     images = from_data(args.shared / "data" / "ham10000", subject.preprocessing, probes=("dx_type",),

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from lesionlens.explain.attribution import feature_cam
 from PIL import Image
 
 from lesionlens.data.images import Preprocessing
@@ -21,6 +20,7 @@ from lesionlens.explain.artifacts import (
     add_artifacts,
     allowed_region,
 )
+from lesionlens.explain.attribution import feature_cam
 from lesionlens.explain.focus import FocusSettings, lesion_focus
 from lesionlens.explain.shortcuts import ShortcutSettings, benign_rows, shortcut_test
 from lesionlens.models.registry import create_model

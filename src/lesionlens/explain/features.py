@@ -29,21 +29,10 @@ from torch import nn  # noqa: E402
 from lesionlens.data.images import Preprocessing  # noqa: E402
 from lesionlens.data.transforms import to_input  # noqa: E402
 from lesionlens.explain.display import display, save_figure  # noqa: E402
+from lesionlens.explain.subject import FEATURES  # noqa: E402
+from lesionlens.explain.subject import stage_names as stages  # noqa: E402
 
-FEATURES = "features"  # the output of model.forward_features
 TOP_CHANNELS = 8  # channels per layer in the figure: enough to see variety, small enough to read
-
-
-def stages(model: nn.Module) -> list[str]:
-    """The model's stages, shallow to deep, ending with ``features``."""
-    info = getattr(model, "feature_info", None)
-    if info:
-        names = [d["module"] for d in info]
-    elif isinstance(getattr(model, "features", None), nn.Sequential):
-        names = [f"features.{name}" for name, _ in model.features.named_children()]
-    else:
-        names = []
-    return [*dict.fromkeys(n for n in names if n != FEATURES), FEATURES]
 
 
 def check_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:

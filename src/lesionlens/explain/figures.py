@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lesionlens.explain.cam import colorize  # noqa: E402
+from lesionlens.explain.display import attribution_display, save_figure  # noqa: E402
 
 if TYPE_CHECKING:
     from lesionlens.explain.faithfulness import Faithfulness
@@ -23,19 +24,9 @@ if TYPE_CHECKING:
 ALPHA = 0.5
 
 
-def display(values: np.ndarray) -> np.ndarray:
-    """A raw map scaled to [0, 1] for drawing: its positive part (what raises the class's score)
-    over its 99.5th percentile, so a few extreme pixels of a gradient map do not wash out the rest."""
-    positive = np.maximum(np.asarray(values, np.float64), 0.0)
-    top = np.percentile(positive, 99.5) if positive.size else 0.0
-    if top <= 0:
-        top = positive.max() if positive.size else 0.0
-    return np.clip(positive / top, 0.0, 1.0) if top > 0 else np.zeros_like(positive)
-
-
 def overlay(image: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The image with the map's colours blended over it (H x W x 3 uint8)."""
-    colours = colorize(display(values)).astype(np.float64)
+    colours = colorize(attribution_display(values)).astype(np.float64)
     return ((1 - ALPHA) * image.astype(np.float64) + ALPHA * colours).round().clip(0, 255).astype(np.uint8)
 
 
@@ -55,8 +46,7 @@ def maps_figure(images: np.ndarray, captions: list[str], maps: dict[str, np.ndar
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, Path(path))
 
 
 def curves_figure(result: "Faithfulness", kind: str, path: Path) -> Path:
@@ -74,8 +64,7 @@ def curves_figure(result: "Faithfulness", kind: str, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, Path(path))
 
 
 def sanity_figure(result: "Sanity", path: Path) -> Path:
@@ -100,20 +89,11 @@ def sanity_figure(result: "Sanity", path: Path) -> Path:
     for i, m in enumerate(result.methods):
         for j, k in enumerate(shown):
             a = fig.add_subplot(grid[i, 1 + j])
-            a.imshow(display(m.example_maps[k]), cmap="magma")
+            a.imshow(attribution_display(m.example_maps[k]), cmap="magma")
             a.set_xticks([])
             a.set_yticks([])
             if i == 0:
                 a.set_title("trained" if k == 0 else f"to {result.blocks[k - 1]}", fontsize=7)
             if j == 0:
                 a.set_ylabel(m.method, fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path))
