@@ -3,12 +3,12 @@
 The embeddings are the input of the model's last layer, computed by
 :func:`lesionlens.training.features.embed` (the features / head seam, as the data-quality check and
 the ``features`` strategy use it): compute them once and hand them to this map and to
-:mod:`lesionlens.explain.probes`. The map is scikit-learn's t-SNE (Barnes-Hut, PCA
-initialisation, which makes it deterministic; the seed goes to the PCA and to t-SNE; embeddings wider
-than 50 are first reduced to 50 principal components, the usual preparation that also makes it faster). Its plots are coloured by class, by error (correct / wrong)
-and by a source column when one is given: a cluster of one source that cuts across the classes is a
-shortcut the network can take. Distances between clusters on a t-SNE map mean little; the probes
-give the numbers.
+:mod:`lesionlens.explain.probes`. The map is scikit-learn's t-SNE (Barnes-Hut, PCA initialisation,
+which makes it deterministic; the seed goes to the PCA and to t-SNE; embeddings wider than 50 are
+first reduced to 50 principal components, the usual preparation that also makes it faster). Its
+plots are coloured by class, by error (correct / wrong) and by a source column when one is given: a
+cluster of one source that cuts across the classes is a shortcut the network can take. Distances
+between clusters on a t-SNE map mean little; the probes give the numbers.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def feature_maps(model: nn.Module, image: np.ndarray, pre: Preprocessing, layers
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"feature maps need one H x W x 3 uint8 image, got {image.dtype} {image.shape}")
     layers = stages(model) if layers is None else check_layers(model, layers)
-    x = to_input(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None], pre, channels_last=False)
+    pixels = torch.from_numpy(image.copy())  # a copy: a row of the decoded-image cache is read-only
+    x = to_input(pixels.permute(2, 0, 1)[None], pre, channels_last=False)
     model.eval()
     out = run_to(model, x, layers)
     maps = {}

@@ -7,14 +7,16 @@ of the data set. Each winner is cropped to the receptive field of the unit that 
 
 The receptive field is measured, not derived by hand, so it holds for any architecture: on a copy of
 the network (float64, eval mode) whose weights are made positive and normalised to sum to one per
-output unit (biases 0, batch norms the identity, max pooling replaced by average pooling with the same
-window, in-place activations made out-of-place), a positive input gives positive activations
-everywhere, so no ReLU or max-pool cuts the gradient, and the support of the input gradient of one unit
-is exactly the set of pixels that can reach it: its theoretical receptive field. Three units (the
-centre and its neighbours down and right) give size, stride and offset. When the support touches the
-probe's border the probe is measured again at twice the image's size (at most 1,024 px); when it
-touches that one's border too, the size is a lower bound (``clipped``): the field then spans at least
-twice the image, so every crop is the whole image and a larger probe would change no crop. Max pooling written as a function call rather than a module (rare) is not replaced, and layer or
+output unit (biases 0, batch norms the identity, max pooling replaced by average pooling with the
+same window, in-place activations made out-of-place), a positive input gives positive activations
+everywhere, so no ReLU or max-pool cuts the gradient, and the support of the input gradient of one
+unit is exactly the set of pixels that can reach it: its theoretical receptive field. Three units
+(the centre and its neighbours down and right) give size, stride and offset. When the support
+touches the probe's border the probe is measured again at twice the image's size (at most 1,024 px);
+when it touches that one's border too, the size is a lower bound (``clipped``): the field then spans
+at least twice the image, so every crop is the whole image and a larger probe would change no crop
+(the stride then comes from how the layer's map grows between 256 and 512 px inputs).
+Max pooling written as a function call rather than a module (rare) is not replaced, and layer or
 group norms (which subtract a mean) are left as they are; either can only shrink the measured field.
 """
 
