@@ -40,6 +40,7 @@ def test_explain_writes_every_analysis_and_the_report_renders(exported_bundle, d
     assert main(["explain", str(exported_bundle), "--data", str(data / "data.csv"), "--masks", str(data / "masks"),
                  "--probe", "scanner", "--limit", "36", "--gallery", "3", "--steps", "4", "--sanity-images", "4",
                  "--resamples", "200", "--method", "gradcam", "--method", "integrated_gradients",
+                 "--faithfulness-method", "gradcam", "--faithfulness-method", "integrated_gradients",
                  "--out", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
     assert "Report:" in printed and "faithfulness on 36 images" in printed
@@ -49,6 +50,7 @@ def test_explain_writes_every_analysis_and_the_report_renders(exported_bundle, d
     assert set(report["seconds_per_image"]) == {"gradcam", "integrated_gradients"}
     faith = report["results"]["faithfulness"]
     assert {c["baseline"] for c in faith["comparisons"]} == {"random", "centre"}
+    assert {c["method"] for c in faith["comparisons"]} == {"gradcam", "integrated_gradients"}
     probed = json.dumps(report["results"]["embedding"])
     assert "scanner" in probed and "sex" in probed
     pngs = sorted(p.name for p in out.glob("*.png"))

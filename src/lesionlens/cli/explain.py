@@ -49,6 +49,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", action="append", choices=METHODS, metavar="METHOD",
                    help=f"an attribution method, repeatable: {', '.join(METHODS)} "
                         f"(default {', '.join(d.methods)})")
+    p.add_argument("--faithfulness-method", action="append", choices=METHODS, metavar="METHOD",
+                   help="a method whose deletion / insertion curves are measured, repeatable (default: the chosen "
+                        "Grad-CAM-family methods; pixel methods cost seconds an image, so name them to include them)")
     p.add_argument("--layer", help="the layer of the CAMs (default: the output of forward_features); "
                                    "an unknown name lists the layers")
     p.add_argument("--analyses", default=",".join(d.analyses),
@@ -85,6 +88,7 @@ def _explain(args: argparse.Namespace) -> int:
                                layer=args.layer, analyses=tuple(a.strip() for a in args.analyses.split(",") if a.strip()),
                                gallery=args.gallery, limit=args.limit, steps=args.steps,
                                sanity_images=args.sanity_images, inside_layer=args.inside_layer,
+                               faithfulness_methods=tuple(args.faithfulness_method) if args.faithfulness_method else None,
                                probes=tuple(args.probe), resamples=args.resamples, seed=args.seed)
     pre = read_card(args.bundle).preprocessing
     if args.data:

@@ -60,12 +60,15 @@ def explain(bundle: str | Path, images: Images, settings: ExplainSettings | None
                      [layer.describe() for layer in subject.layers()], probs)
     n = min(settings.limit, len(images.array))
     for analysis in settings.analyses:
+        log.info("explain: %s (%d images)...", analysis, n if analysis not in ("maps", "sanity") else
+                 min(settings.gallery if analysis == "maps" else settings.sanity_images, len(images)))
         started = time.perf_counter()
         why = _run(analysis, subject, images, targets, settings, n, ex)
         if why:
             ex.skipped[analysis] = why
             log.info("skipped %s: %s", analysis, why)
         ex.seconds[analysis] = time.perf_counter() - started
+        log.info("explain: %s took %.0f s", analysis, ex.seconds[analysis])
     return ex
 
 
@@ -81,7 +84,8 @@ def _run(analysis: str, subject: Subject, images: Images, targets: np.ndarray, s
         from lesionlens.explain.faithfulness import compare, curves
 
         all_curves = {}
-        for m in (*s.methods, "random", "centre"):
+        chosen = s.faithfulness_methods or tuple(m for m in s.methods if m in CAM_METHODS) or ("gradcam",)
+        for m in dict.fromkeys((*chosen, "random", "centre")):
             maps = attribute(subject, images.array[head], targets[head], m, s.layer, seed=s.seed)
             all_curves[m] = curves(subject, images.array[head], maps, s.steps, seed=s.seed)
         ex.results["faithfulness"] = compare(all_curves, n_resamples=s.resamples, seed=s.seed)
