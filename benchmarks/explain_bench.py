@@ -11,7 +11,10 @@
    (validation first, then training, by image id), placed outside the lesion.
 4. Source probe: linear probes on the penultimate features of the HAM10000 validation images for the
    metadata columns (dx_type, sex, localization, age band) against chance and shuffled labels.
-5. Cost: seconds per image of each method at --cost-size px on EfficientNet-Lite0 (the bundle's
+5. The server's CAM (ONNX Runtime features + the saved head, NumPy: what `lesionlens serve` draws)
+   against the library's Grad-CAM in PyTorch, on the same validation images: Pearson correlation of
+   the raw maps at the feature resolution.
+6. Cost: seconds per image of each method at --cost-size px on EfficientNet-Lite0 (the bundle's
    weights when its size matches, else an ImageNet-weight Lite0 with a new head: cost does not depend
    on training), and the whole `lesionlens explain` report on --report-images images.
 Each step writes its JSON into --out and is skipped when that file exists (a re-run resumes).
@@ -54,8 +57,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     subject = Subject.open(args.bundle)
-    steps = {"faithfulness": faithfulness, "focus": focus, "shortcuts": shortcuts, "probes": probes, "cost": cost,
-             "report": report}
+    steps = {"faithfulness": faithfulness, "focus": focus, "shortcuts": shortcuts, "probes": probes,
+             "server_cam": server_cam, "cost": cost, "report": report}
     for name, step in steps.items():
         path = args.out / f"{name}.json"
         if name in skip:
@@ -146,6 +149,31 @@ def probes(subject: Subject, args) -> dict:
     result = embed_and_probe(subject, images, targets, len(images), ("dx_type",), 0)
     result.write_figures(args.out)
     return {"lines": result.lines(), "result": result.to_dict()}
+
+
+def server_cam(subject: Subject, args) -> dict:
+    from lesionlens.explain.agreement import map_correlations
+    from lesionlens.explain.attribution import low_resolution_cam
+    from lesionlens.explain.cam import class_activation_maps
+    from lesionlens.serving.runtime import BundleModel
+
+    images, _ = validation_images(subject, 200)
+    served = BundleModel(args.bundle)
+    x = subject.inputs(images)
+    logits, features = [], []
+    for i in range(0, len(x), 32):
+        out = served.run(x[i:i + 32].numpy())
+        logits.append(out.logits)
+        features.append(out.features)
+    targets = np.concatenate(logits).argmax(axis=1)
+    numpy_cams = class_activation_maps(np.concatenate(features), served.cam_weight, targets)
+    library = np.concatenate([low_resolution_cam(subject, x[i:i + 32], targets[i:i + 32]) for i in range(0, len(x), 32)])
+    r = map_correlations(numpy_cams, library)
+    valid = r[~np.isnan(r)]
+    lines = [f"server CAM (ONNX Runtime + NumPy) vs pytorch-grad-cam Grad-CAM on {len(r)} HAM10000 validation images "
+             f"({len(valid)} with non-constant maps): Pearson r mean {valid.mean():.5f}, min {valid.min():.5f}"]
+    return {"lines": lines, "images": len(r), "compared": int(len(valid)), "mean_r": float(valid.mean()),
+            "min_r": float(valid.min())}
 
 
 def cost(subject: Subject, args) -> dict:
