@@ -9,11 +9,13 @@ AUC stay defined, and it is vectorised: all resamples are scored at once
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import norm, rankdata
 
-from lesionlens.evaluation.result import BinaryView, Evaluation
+if TYPE_CHECKING:  # annotations only: the mask metrics import this module in the torch- and sklearn-free server
+    from lesionlens.evaluation.result import BinaryView, Evaluation
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,28 @@ def mean_interval(values: np.ndarray, idx: np.ndarray | None = None, level: floa
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(means, [tail, 100 - tail])
     return Interval(float(np.nanmean(values)), float(low), float(high), level)
+
+
+def percentile_interval(estimate: float, samples: np.ndarray, level: float = 0.95) -> Interval:
+    """``estimate`` with the percentile interval of its bootstrap ``samples`` (non-finite ones left out;
+    NaN bounds when none is finite)."""
+    finite = np.asarray(samples, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) == 0:
+        return Interval(float(estimate), float("nan"), float("nan"), level)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return Interval(float(estimate), float(low), float(high), level)
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from bootstrap samples of a difference: twice the smaller
+    share on either side of 0, counted so it is never below 1 / (resamples + 1)."""
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) == 0:
+        return float("nan")
+    return float(min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (len(d) + 1)))
 
 
 def stratified_indices(y: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
@@ -141,14 +165,11 @@ def confidence_intervals(ev: Evaluation, n_resamples: int = 1000, seed: int = 0,
     """Percentile intervals of every headline figure by stratified bootstrap."""
     point = headline_samples(ev, np.arange(len(ev.y_true))[None, :])
     samples = headline_samples(ev, *resamples(ev, n_resamples, seed))
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out = {}
     for name, values in samples.items():
-        finite = values[np.isfinite(values)]
-        if not np.isfinite(point[name][0]) or len(finite) == 0:
+        if not np.isfinite(point[name][0]) or not np.isfinite(values).any():
             continue
-        out[name] = Interval(float(point[name][0]), float(np.percentile(finite, lo)), float(np.percentile(finite, hi)),
-                             level)
+        out[name] = percentile_interval(point[name][0], values, level)
     return out
 
 
@@ -177,18 +198,15 @@ def paired_comparison(a: Evaluation, b: Evaluation, n_resamples: int = 1000, see
     all_rows = np.arange(len(a.y_true))[None, :]
     pa, pb = headline_samples(a, all_rows), headline_samples(b, all_rows)
     sa, sb = headline_samples(a, idx, view_idx), headline_samples(b, idx, view_idx)
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     out = {}
     for name in sa.keys() & sb.keys():
         d = sb[name] - sa[name]
         d = d[np.isfinite(d)]
         if len(d) == 0:
             continue
-        # two-sided bootstrap p-value, counted so it is never below 1 / (resamples + 1)
-        p = min(1.0, 2 * (min((d <= 0).sum(), (d >= 0).sum()) + 1) / (len(d) + 1))
         out[name] = Difference(float(pa[name][0]), float(pb[name][0]),
-                               Interval(float(pb[name][0] - pa[name][0]), float(np.percentile(d, lo)),
-                                        float(np.percentile(d, hi)), level), float(p), "paired stratified bootstrap")
+                               percentile_interval(pb[name][0] - pa[name][0], d, level), bootstrap_p_value(d),
+                               "paired stratified bootstrap")
     views_a, views_b = a.binary_views(), b.binary_views()
     for name in views_a.keys() & views_b.keys():
         auc_a, auc_b, z, p, se = delong_test(views_a[name].y_true, views_a[name].score, views_b[name].score)
