@@ -15,8 +15,9 @@ From one H x W bool mask (and its RGB image for the colours), in pixels, and in 
   every direction (a disc, a square) has no principal axes; the eigen solver's pair is used.
 - border: the compactness index perimeter^2 / (4 pi area), 1 for a disc and larger for ragged or
   elongated borders, with the perimeter by the Cauchy-Crofton formula over four line directions
-  (within 0.5% for a digital disc of radius 10 px or more, within about 5% for a square at any
-  orientation; counting boundary pixels instead would underestimate a disc's perimeter by 11%); and
+  (for a digital disc of radius 20 px or more within 2% wherever it sits and 0.1% on average, for a
+  square within about 5% at any orientation; counting boundary pixels instead would underestimate a
+  disc's perimeter by 11%); and
   the solidity, area over the area of the convex hull of the pixel squares (1 for a convex lesion,
   lower where the border has bays and notches).
 - diameter: the greatest distance between two points of the lesion (the maximum Feret diameter,
@@ -137,7 +138,7 @@ def asymmetry(mask: np.ndarray) -> tuple[float, float]:
         mx = np.rint(centre[1] + 2 * along * ax - dx).astype(np.int64)
         inside = (my >= 0) & (my < h) & (mx >= 0) & (mx < w)
         hits = np.count_nonzero(mask[my[inside], mx[inside]])
-        out.append(1.0 - hits / len(rows))
+        out.append(float(1.0 - hits / len(rows)))
     return out[0], out[1]
 
 
