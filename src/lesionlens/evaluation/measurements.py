@@ -173,7 +173,7 @@ def colour_shares(mask: np.ndarray, image: np.ndarray) -> dict[str, float]:
     channels = [image[..., k][mask].astype(np.int32) for k in range(3)]
     # On the 0-255 scale the references are whole numbers, so the distances are exact integers (ties
     # go to the colour listed first).
-    distances = np.stack([sum((c - int(round(255 * v))) ** 2 for c, v in zip(channels, reference))
+    distances = np.stack([sum((c - round(255 * v)) ** 2 for c, v in zip(channels, reference))
                           for reference in DERMOSCOPIC_COLOURS.values()])
     counts = np.bincount(distances.argmin(axis=0), minlength=len(DERMOSCOPIC_COLOURS))
     return {name: float(n / len(channels[0])) for name, n in zip(DERMOSCOPIC_COLOURS, counts)}

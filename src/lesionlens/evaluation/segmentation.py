@@ -43,14 +43,14 @@ from lesionlens.evaluation.mask_ops import binary_masks, boundary
 
 FAILURE_BELOW = 0.65  # ISIC 2018 Task 1: a Jaccard below this is a failure and scores 0
 PER_IMAGE = ("jaccard", "dice", "thresholded_jaccard", "hd95")  # what compare_segmentations can compare
-FIGURES = {  # the summary's figures, in the order they are shown
+FIGURES = {  # the summary's figures, in the order they are shown ({unit}: px or mm)
     "mean_jaccard": "mean per-image Jaccard (ISIC 2017 ranking)",
-    "thresholded_jaccard": "thresholded Jaccard (ISIC 2018: below 0.65 counts as 0)",
+    "thresholded_jaccard": f"thresholded Jaccard (ISIC 2018: below {FAILURE_BELOW:g} counts as 0)",
     "mean_dice": "mean per-image Dice",
     "pooled_jaccard": "pooled Jaccard (all pixels pooled; not the ISIC figure)",
     "median_hd95": "median HD95 ({unit}), where defined",
     "mean_hd95": "mean HD95 ({unit}), where defined",
-    "failure_share": "failure share (Jaccard < 0.65)",
+    "failure_share": f"failure share (Jaccard < {FAILURE_BELOW:g})",
 }
 
 
@@ -80,7 +80,7 @@ def hd95(truth: np.ndarray, predicted: np.ndarray, mm_per_pixel: float | None = 
 
 def evaluate_segmentation(truth, predicted, image_ids: list[str] | None = None, threshold: float = 0.5,
                           mm_per_pixel: float | None = None, n_resamples: int = 1000, seed: int = 0,
-                          level: float = 0.95, description: str = "") -> "SegmentationEvaluation":
+                          level: float = 0.95, description: str = "") -> SegmentationEvaluation:
     """Score ``predicted`` masks (N x H x W: bool, 0/1, or probabilities thresholded at ``threshold``)
     against the ``truth`` (N x H x W, bool or 0/1), image by image."""
     truth_arr, pred_arr = np.asarray(truth), np.asarray(predicted)
@@ -208,7 +208,8 @@ class SegmentationEvaluation:
         return {"description": self.description, "counts": self.counts, "threshold": self.threshold,
                 "unit": self.unit, "mm_per_pixel": self.mm_per_pixel,
                 "summary": {name: {key: _number(v) if isinstance(v, float) else v
-                                   for key, v in interval.to_dict().items()} for name, interval in self.summary.items()},
+                                   for key, v in interval.to_dict().items()}
+                            for name, interval in self.summary.items()},
                 "labels": {name: label.format(unit=self.unit) for name, label in FIGURES.items()},
                 "bootstrap": {"resamples": self.n_resamples, "seed": self.seed, "level": self.level,
                               "method": "percentile bootstrap over images"},
@@ -222,8 +223,8 @@ class SegmentationEvaluation:
         """The summary as a console table."""
         c = self.counts
         out = [f"Segmentation of {c['images']} image(s)" + (f": {self.description}" if self.description else ""),
-               f"  masks at probability >= {self.threshold:g}; {100 * self.level:g}% intervals: bootstrap over images, "
-               f"{self.n_resamples} resamples, seed {self.seed}"]
+               (f"  masks at probability >= {self.threshold:g}; {100 * self.level:g}% intervals: bootstrap over "
+                f"images, {self.n_resamples} resamples, seed {self.seed}")]
         for name, label in FIGURES.items():
             out.append(f"  {label.format(unit=self.unit):<58} {self.summary[name]}")
         out.append(f"  {c['failures']} failure(s); HD95 undefined for {c['hd95_undefined']} image(s) (exactly one mask "
@@ -242,8 +243,8 @@ class SegmentationEvaluation:
         with paths["csv"].open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows([{k: "" if v is None else f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()}
-                              for row in rows])
+            writer.writerows([{k: "" if v is None else f"{v:.6f}" if isinstance(v, float) else v
+                               for k, v in row.items()} for row in rows])
         return paths
 
 
