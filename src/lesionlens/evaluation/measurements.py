@@ -82,7 +82,9 @@ class LesionMeasurements:
 def measure_lesion(mask, image: np.ndarray | None = None, mm_per_pixel: float | None = None,
                    min_colour_share: float = MIN_COLOUR_SHARE) -> LesionMeasurements:
     """Measure the lesion in ``mask`` (H x W, bool or 0/1); with ``image`` (H x W x 3 uint8, the same
-    size) its colours, with ``mm_per_pixel`` its sizes in mm."""
+    size) its colours, with ``mm_per_pixel`` its sizes in mm. Every lesion pixel counts, in however
+    many parts (``components`` says how many): a predicted mask goes through
+    :func:`~lesionlens.evaluation.mask_ops.postprocess_mask` first to keep only the lesion."""
     mask = binary_masks(mask, "mask")
     if mask.ndim != 2:
         raise ValueError(f"measure_lesion takes one H x W mask, got shape {mask.shape}")
