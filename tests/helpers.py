@@ -86,3 +86,31 @@ def save(pixels: np.ndarray, path: Path, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels, "RGB").save(path, **kwargs)
     return path
+
+
+def lesion_image(seed: int, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A skin-coloured noisy image with one dark elliptical "lesion" at a random place, and its
+    mask (bool): a segmentation task a tiny U-Net learns in a few epochs."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(0.3, 0.7, 2) * size
+    ry, rx = rng.uniform(0.12, 0.3, 2) * size
+    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+    skin = np.array([205, 160, 135]) + rng.normal(0, 12, (size, size, 3))
+    dark = np.array([95, 60, 45]) + rng.normal(0, 12, (size, size, 3))
+    return np.clip(np.where(mask[..., None], dark, skin), 0, 255).astype(np.uint8), mask
+
+
+def save_mask(mask: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(mask, np.uint8) * 255, "L").save(path)
+    return path
+
+
+def write_lesion_pairs(root: Path, n: int = 40, size: int = 48) -> Path:
+    """root/images/*.jpg and root/masks/*_mask.png: ``n`` generated lesions (a folder pair)."""
+    for i in range(n):
+        image, mask = lesion_image(i, size)
+        save(image, root / "images" / f"case_{i:03d}.jpg", quality=95)
+        save_mask(mask, root / "masks" / f"case_{i:03d}_mask.png")
+    return root

@@ -36,7 +36,15 @@ Optimizer = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadel
 Schedule = Literal["constant", "step", "exponential", "inverse_time", "cosine", "plateau"]
 ClassWeights = Literal["none", "balanced", "sqrt"]
 Sampler = Literal["shuffle", "balanced"]
-Monitor = Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss"]
+Monitor = Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss", "val_jaccard"]
+# What a run learns: a label per image, a lesion mask per image, or both from one encoder.
+Task = Literal["classification", "segmentation", "multitask"]
+# The segmentation losses (lesionlens.training.seg_losses): binary cross-entropy, the same with the
+# lesion pixels weighted by beta, soft Dice per image or pooled over the batch, and BCE + Dice.
+SegLoss = Literal["bce", "weighted_bce", "dice", "dice_global", "ce_dice"]
+# How the U-Net decoder doubles its resolution: a learned transposed convolution, or a bilinear
+# resize followed by a convolution (no checkerboard artefacts; Odena et al. 2016).
+Upsample = Literal["transposed", "resize"]
 # Which images of labelled data an evaluation uses; "auto" resolves to the bundle's own validation
 # split (on its own training data), else the test partition, else all.
 Split = Literal["auto", "train", "val", "test", "all"]
@@ -87,6 +95,9 @@ class DataConfig:
         None, "folder, CSV or official layout of labelled images", flag="--data")
     format: DataFormat = option("auto", "force the data format (auto: detected from the path)")
     images: str | None = option(None, "folder of the CSV's images, when not beside it")
+    masks: str | None = option(
+        None, "segmentation: folder of lesion masks matched to the images by file stem (default: the layout's own: "
+              "ISIC 2017 Part 1, DATA/masks beside DATA/images, or a CSV's mask column)")
     labels: LabelView = option(
         "all", "learn all classes, malignant vs benign (mel, bcc, akiec vs the rest), or melanoma vs rest")
     # 80/20 is the protocol of the course material and of the benchmark.
@@ -197,7 +208,9 @@ class TrainConfig:
     logit_adjustment: float = option(
         0.5, "train logits for a class-balanced decision (Menon et al. 2021; tau: 1.0 full, 0 off)")
     sampler: Sampler = option("shuffle", "balanced: draw every class equally often")
-    # The ISIC 2018 challenge's ranking metric.
+    task: Task = option("classification", "learn a label per image, a lesion mask (segmentation: image/mask "
+                                          "pairs), or both from one encoder (multitask)")
+    # The ISIC 2018 challenge's ranking metric; segmentation runs monitor val_jaccard (ISIC 2017's).
     monitor: Monitor = option("val_balanced_accuracy", "validation metric that picks the best epoch")
     patience: int | None = option(None, "stop after this many epochs without improvement")
     seed: int = option(0, "seeds the split, the initialisation and the batches")
@@ -206,11 +219,32 @@ class TrainConfig:
 
 
 @dataclass
+class SegmentConfig:
+    """Settings of --task segmentation and multitask (a U-Net on the model's encoder)."""
+
+    # Dice + cross-entropy is nnU-Net's loss: Dice for the overlap the metric ranks, cross-entropy
+    # for well-behaved gradients early on.
+    loss: SegLoss = option("ce_dice", "segmentation loss: bce, weighted_bce (lesion pixels x --pos-weight), dice "
+                                      "(per image), dice_global (pooled over the batch) or ce_dice")
+    pos_weight: float = option(2.0, "weighted_bce: weight of a lesion pixel against a background pixel (beta)")
+    upsample: Upsample = option("resize", "decoder upsampling: transposed convolution or resize + convolution")
+    # 128 channels at the deepest level, halved per level up (to 16): about a fifth of the
+    # multiply-accumulates of smp's (256, 128, 64, 32, 16), which a 2-core CPU needs.
+    decoder_width: int = option(128, "decoder channels at the deepest level (halved at each level up, at least 16)")
+    threshold: float = option(0.5, "probability above which a pixel is lesion", cli=False)
+    # ISIC masks hold one lesion: stray islands only lower the Jaccard.
+    keep_largest: bool = option(True, "keep only the largest connected region of a predicted mask (and fill its "
+                                      "holes)", cli=False)
+    class_weight: float = option(1.0, "multitask: weight of the classification loss beside the segmentation loss")
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,4 +1,5 @@
-"""Load a bundle's model and turn decoded images into class probabilities (PyTorch)."""
+"""Load a bundle's model and turn decoded images into class probabilities or lesion-mask
+probabilities (PyTorch)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ from lesionlens.models.registry import create_model
 def load_model(card: Card) -> nn.Module:
     """The bundle's network in eval mode, weights checked against the card's sha256 by read_card."""
     info = card.model
+    if card.task != "classification":
+        from lesionlens.models.unet import create_unet
+
+        seg = card.segmentation
+        model = create_unet(info.architecture, len(card.classes), multitask=card.task == "multitask",
+                            drop_rate=info.drop_rate, decoder_width=seg.decoder_width, upsample=seg.upsample)
+        model.load_state_dict(load_file(card.weights_path), strict=True)
+        return model.eval()
     model = create_model(info.architecture, len(card.classes), pretrained=False, drop_rate=info.drop_rate,
                          head=info.head, image_size=card.preprocessing.image_size, classifier=info.features_classifier)
     model.load_state_dict(load_file(card.weights_path), strict=True)
@@ -65,6 +74,33 @@ def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, row
                      for k, f in TTA_VIEWS[tta]]
             out.append(torch.stack(views).mean(dim=0).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.get_classifier().out_features), np.float32)
+
+
+def predict_mask_probabilities(model: nn.Module, images: np.ndarray, pre: Preprocessing,
+                               rows: np.ndarray | None = None, batch_size: int = 32, tta: str = "none",
+                               progress: bool = False) -> np.ndarray:
+    """Per-pixel lesion probabilities (N x S x S float32) of a segmentation or multi-task network
+    for ``images[rows]``; with ``tta`` each view's map is turned back before the views are averaged."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {choices(Tta)}")
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    device = next(model.parameters()).device
+    model = model.to(memory_format=torch.channels_last).eval()
+    size = pre.image_size
+    out = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(rows), batch_size), disable=None if progress else True, desc="segmenting",
+                          leave=False):
+            batch = torch.from_numpy(np.ascontiguousarray(images[rows[start:start + batch_size]]))
+            x = to_input(batch.permute(0, 3, 1, 2).to(device), pre, channels_last=False)
+            views = []
+            for k, mirror in TTA_VIEWS[tta]:
+                y = model(_view(x, k, mirror).contiguous(memory_format=torch.channels_last))
+                y = torch.sigmoid((y[0] if isinstance(y, tuple) else y).float())
+                y = torch.flip(y, dims=(3,)) if mirror else y  # undo the view: mirror first, then the turns
+                views.append(torch.rot90(y, -k, dims=(2, 3)) if k else y)
+            out.append(torch.stack(views).mean(dim=0)[:, 0].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
 
 
 class Predictor:

@@ -37,6 +37,7 @@ from lesionlens.bundle.schema import (
     ModelInfo,
     OnnxInfo,
     OperatingPointInfo,
+    SegmentationInfo,
     TrainingInfo,
     ValidationInfo,
     WeightsInfo,
@@ -83,6 +84,8 @@ class Card:
     versions: dict[str, str]  # the training environment's
     onnx: OnnxInfo | None
     updates: list[dict]  # later changes: {"by", "time", "sections", "versions"}
+    task: str = "classification"  # or segmentation, multitask (lesionlens.config.Task)
+    segmentation: SegmentationInfo | None = None  # the mask head, for segmentation and multitask
 
     @property
     def architecture(self) -> str:
@@ -144,13 +147,15 @@ def library_versions() -> dict[str, str]:
 def write_card(folder: Path, *, model: ModelInfo, classes: list[str], label_view: str, preprocessing: Preprocessing,
                tta: str, training: TrainingInfo, dataset: DataInfo, validation: ValidationInfo,
                calibration: CalibrationInfo | None, operating_points: dict[str, OperatingPointInfo],
-               files: dict[str, str]) -> Card:
+               files: dict[str, str], task: str = "classification",
+               segmentation: SegmentationInfo | None = None) -> Card:
     """Write a new bundle's card: the sections given, the format, time, training environment and
     the sha256 of the weights already saved in ``folder``."""
     folder = Path(folder)
     full = {
         "format": BUNDLE_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": task,
         "model": model,
         "classes": list(classes),
         "label_view": label_view,
@@ -161,6 +166,7 @@ def write_card(folder: Path, *, model: ModelInfo, classes: list[str], label_view
         **({"calibration": calibration} if calibration is not None else {}),
         "operating_points": operating_points,
         "validation": validation,
+        **({"segmentation": segmentation} if segmentation is not None else {}),
         "files": files,
         "weights": WeightsInfo(WEIGHTS, file_digest(folder / WEIGHTS)),
         "versions": library_versions(),
@@ -252,6 +258,8 @@ def _parse(folder: Path, raw: dict, path: Path) -> Card:
             versions=raw.get("versions", {}),
             onnx=_onnx(raw["onnx"], where) if raw.get("onnx") else None,
             updates=raw.get("updates", []),
+            task=raw.get("task", "classification"),
+            segmentation=_section(SegmentationInfo, raw, "segmentation", where) if "segmentation" in raw else None,
         )
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, BundleError):

@@ -149,6 +149,19 @@ class Int8Info:
 
 
 @dataclass(frozen=True)
+class SegmentationInfo:
+    """A segmentation or multi-task bundle's mask head: how its masks are made and how good they
+    were on the validation split (``validation``: the summary of ``lesionlens.evaluation.segmentation``)."""
+
+    threshold: float  # a pixel is lesion where its probability exceeds this
+    keep_largest: bool  # only the largest connected region is kept, its holes filled
+    loss: str
+    upsample: str  # the decoder's doubling: transposed or resize
+    decoder_width: int
+    validation: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class OnnxInfo:
     file: str
     sha256: str

@@ -16,8 +16,8 @@ from typing import Any
 
 from lesionlens.config import parse_assignment, settings
 
-GROUP_TITLES = {"data": "data", "model": "model", "train": "training"}
-GROUP_ORDER = ("data", "model", "transfer learning", "training")
+GROUP_TITLES = {"data": "data", "model": "model", "train": "training", "segment": "segmentation"}
+GROUP_ORDER = ("data", "model", "transfer learning", "training", "segmentation")
 
 
 def flag_name(key: str, f: dataclasses.Field) -> str:

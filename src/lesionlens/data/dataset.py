@@ -1,4 +1,5 @@
-"""Torch datasets over the decoded-image cache, class weights and the balanced sampler."""
+"""Torch datasets over the decoded-image cache (with lesion masks for segmentation), class weights
+and the balanced sampler."""
 
 from __future__ import annotations
 
@@ -28,6 +29,31 @@ class CachedImages(Dataset):
         image = torch.from_numpy(np.array(self.array[self.rows[i]])).permute(2, 0, 1)
         target = -1 if self.targets is None else int(self.targets[i])
         return self.transform(image), target
+
+
+class CachedPairs(Dataset):
+    """Rows of the decoded cache with their lesion masks (bool N x H x W, aligned with ``rows``) and
+    class indices; ``transform(image, mask)`` moves both together (torchvision ``tv_tensors``)."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, masks: np.ndarray, targets: np.ndarray,
+                 transform: Callable | None = None):
+        if len(masks) != len(rows) or len(targets) != len(rows):
+            raise ValueError(f"{len(rows)} images, {len(masks)} masks and {len(targets)} labels")
+        self.array, self.rows, self.masks = array, np.asarray(rows, dtype=np.int64), masks
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        from torchvision import tv_tensors
+
+        image = tv_tensors.Image(torch.from_numpy(np.array(self.array[self.rows[i]])).permute(2, 0, 1))
+        mask = tv_tensors.Mask(torch.from_numpy(np.array(self.masks[i], dtype=np.uint8))[None])
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor), int(self.targets[i])
 
 
 def class_weights(targets: np.ndarray, num_classes: int, mode: str) -> torch.Tensor | None:

@@ -73,6 +73,7 @@ class CsvLayout:
     group: str | None = None
     classes: tuple[str, ...] | None = None  # fixed class list; other labels are errors
     class_names: dict[str, str] | None = None  # one-hot column -> class name
+    default_label: str | None = None  # every row's label when the table has no label columns (masks only)
 
 
 def read_csv_table(csv_path: Path, finder: ImageFinder, layout: CsvLayout | None = None,
@@ -95,7 +96,10 @@ def read_csv_table(csv_path: Path, finder: ImageFinder, layout: CsvLayout | None
     if label_col is None and not one_hot:
         used = {image_col, partition_col, group_col}
         one_hot = [c for c in df.columns if c not in used and _is_flag_column(df[c])]
-        if not one_hot:
+        if not one_hot and layout.default_label:
+            df = df.assign(**{"__label__": layout.default_label})
+            label_col = "__label__"
+        elif not one_hot:
             raise ValueError(
                 f"{csv_path}: cannot find the labels: no label column (one of {list(LABEL_COLUMNS)}) "
                 f"and no class columns holding 0/1; columns are {list(df.columns)}"

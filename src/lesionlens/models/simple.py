@@ -1,8 +1,9 @@
 """A simple CNN for from-scratch baselines: conv-BN-ReLU-pool blocks, global pooling, dense head.
 
 It exposes the same seam as timm models (``forward_features`` / ``forward_head`` /
-``reset_classifier`` / ``get_classifier``), so freezing, embeddings and activation maps treat it
-like any backbone.
+``reset_classifier`` / ``get_classifier``, and ``feature_info`` / ``forward_intermediates`` for the
+multi-scale features a U-Net decoder reads), so freezing, embeddings, activation maps and
+segmentation treat it like any backbone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class SimpleCNN(nn.Module):
             prev = w
         self.features = nn.Sequential(*blocks)
         self.num_features = prev
+        # each block ends with a 2x2 max pool: block i's output is at stride 2^(i+1)
+        self.feature_info = [{"num_chs": w, "reduction": 2 ** (i + 1), "module": f"features.{i}"}
+                             for i, w in enumerate(widths)]
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.drop_rate = drop_rate
         self.classifier = nn.Linear(prev, num_classes) if num_classes > 0 else nn.Identity()
@@ -36,6 +40,15 @@ class SimpleCNN(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def forward_intermediates(self, x: torch.Tensor, intermediates_only: bool = False):
+        """Every block's output (timm's seam); with ``intermediates_only=False`` also the last one,
+        which is ``forward_features``'s."""
+        intermediates = []
+        for block in self.features:
+            x = block(x)
+            intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x).flatten(1)

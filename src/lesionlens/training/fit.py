@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -35,6 +36,7 @@ from lesionlens.training.curves import plot_learning_curves
 from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
 from lesionlens.training.loop import fit_network
+from lesionlens.training.segment_fit import check_task
 from lesionlens.training.strategies import check_strategy, plan_strategy
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,9 @@ log = logging.getLogger(__name__)
 class TrainResult:
     bundle: Path
     card: Card
-    evaluation: WrittenEvaluation  # the validation split, under the fitted decision rule
+    evaluation: WrittenEvaluation | None  # the validation split, under the fitted decision rule (no class head: None)
     estimate: Estimate | None = None  # what the run was expected to cost (None for a resumed run)
+    segmentation: Any = None  # segmentation and multitask: the validation split's SegmentationEvaluation
 
     @property
     def validation(self) -> dict:
@@ -81,6 +84,21 @@ def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path,
     return PreparedData(split, data.images), leakage
 
 
+def split_rows(cfg: RunConfig, data: PreparedData, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Write the split file; the rows to train on and those to validate on (with
+    ``data.train_on_val`` the validation rows are trained on too)."""
+    write_split(data.table, out / SPLIT_FILE)
+    train_rows, val_rows = data.rows("train"), data.rows("val")
+    if len(val_rows) == 0 or len(train_rows) == 0:
+        raise ValueError(f"{cfg.data.path}: need both training and validation images, "
+                         f"got {len(train_rows)} and {len(val_rows)}")
+    if cfg.data.train_on_val:
+        log.warning("data.train_on_val: training on the %d validation images too; the last epoch is kept and "
+                    "the validation figures are not a held-out estimate", len(val_rows))
+        train_rows = np.concatenate([train_rows, val_rows])
+    return train_rows, val_rows
+
+
 def describe_plan(cfg: RunConfig, pre: Preprocessing, n_train: int, n_val: int) -> str:
     """What the run is about to do, in one sentence."""
     t = cfg.train
@@ -105,10 +123,15 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         log.info("resuming %s from %s", out, last_ckpt)
     elif last_ckpt.is_file() or (out / "card.json").is_file():  # a features run has no checkpoint
         raise FileExistsError(f"{out} already holds a run; use --resume to continue it or another --out")
-    check_strategy(cfg)  # before any data is read: a combination that cannot run fails at once
+    check_task(cfg)  # before any data is read: a combination that cannot run fails at once
+    check_strategy(cfg)
     if cfg.data.train_on_val and cfg.train.patience is not None:
         raise ConfigError("data.train_on_val keeps the last epoch: it cannot be combined with early stopping "
                           "(train.patience)")
+    if cfg.train.task != "classification":
+        from lesionlens.training.segment_fit import train_segmentation
+
+        return train_segmentation(cfg, out, resume, progress)
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
@@ -117,18 +140,10 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     pre = resolve_preprocessing(cfg)
     data, leakage = load_training_data(cfg, pre, out, progress)
     table = data.table
-    write_split(table, out / SPLIT_FILE)
-    train_rows, val_rows = data.rows("train"), data.rows("val")
-    if len(val_rows) == 0 or len(train_rows) == 0:
-        raise ValueError(f"{cfg.data.path}: need both training and validation images, "
-                         f"got {len(train_rows)} and {len(val_rows)}")
+    train_rows, val_rows = split_rows(cfg, data, out)
     targets = table.targets()
     classes = table.classes
     log.info("classes %s; train %d, validation %d images", classes, len(train_rows), len(val_rows))
-    if cfg.data.train_on_val:
-        log.warning("data.train_on_val: training on the %d validation images too; the last epoch is kept and "
-                    "the validation figures are not a held-out estimate", len(val_rows))
-        train_rows = np.concatenate([train_rows, val_rows])
 
     log.info("%s", describe_plan(cfg, pre, len(train_rows), len(val_rows)))
     expected = None if resume else estimate(cfg, len(train_rows), pre.image_size)

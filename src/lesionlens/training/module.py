@@ -17,7 +17,8 @@ from lesionlens.models.freeze import keep_frozen_norms_in_eval
 from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penalty
 
 # monitored validation metric -> whether larger ("max") or smaller ("min") is better
-MONITOR_MODE = {"val_balanced_accuracy": "max", "val_macro_auc": "max", "val_accuracy": "max", "val_loss": "min"}
+MONITOR_MODE = {"val_balanced_accuracy": "max", "val_macro_auc": "max", "val_accuracy": "max", "val_loss": "min",
+                "val_jaccard": "max"}
 check_covers(MONITOR_MODE, Monitor, "monitored metric")
 
 

@@ -22,7 +22,8 @@ class EpochReport(L.Callback):
         parts.append(f"train loss {pl_module.train_loss_mean:.3f}")
         val = [f"{label} {m[k]:.3f}" for k, label in (("val_loss", "val loss"), ("val_accuracy", "acc"),
                                                      ("val_balanced_accuracy", "bal. acc"),
-                                                     ("val_macro_auc", "macro AUC")) if k in m]
+                                                     ("val_macro_auc", "macro AUC"), ("val_jaccard", "Jaccard"),
+                                                     ("val_dice", "Dice")) if k in m]
         if val:
             parts.append("  ".join(val))
         parts.append(f"{pl_module.train_images_per_s:.1f} img/s, {int(elapsed // 60)}m{int(elapsed % 60):02d}s")

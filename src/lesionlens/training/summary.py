@@ -8,6 +8,8 @@ from lesionlens.training.fit import TrainResult
 
 def training_summary(result: TrainResult) -> str:
     card, out = result.card, result.bundle
+    if result.segmentation is not None:
+        return segmentation_summary(result)
     lines = [
         "",
         f"Bundle written to {out}/",
@@ -41,3 +43,24 @@ def run_line(result: TrainResult) -> str:
             else f"best epoch {t.best_epoch} by {t.monitor}")
     return (f"  strategy {t.strategy}: trained {t.epochs_run} epochs in {t.fit_time_s / 60:.1f} min "
             f"({t.train_images_per_s} images/s{expected}); {kept}")
+
+
+def segmentation_summary(result: TrainResult) -> str:
+    card, out = result.card, result.bundle
+    seg = card.segmentation
+    lines = [
+        "",
+        f"Bundle written to {out}/ (task {card.task})",
+        f"  U-Net on {card.architecture} at {card.preprocessing.image_size}px ({seg.upsample} decoder from width "
+        f"{seg.decoder_width}, loss {seg.loss})" + (f", classes {card.classes}" if card.task == "multitask" else ""),
+        run_line(result),
+        "",
+        *result.segmentation.lines(),
+        *([""] + evaluation_lines(result.evaluation) + rule_lines(card) if result.evaluation is not None else []),
+        "",
+        "Files:",
+        f"  {out / 'card.json'}  (model card)",
+        *(f"  {out / path}" for name, path in sorted(card.files.items()) if name.startswith("segmentation_")),
+        *([f"  {curves}"] if (curves := card.file("learning_curves")) else []),
+    ]
+    return "\n".join(lines)

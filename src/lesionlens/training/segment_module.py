@@ -1,0 +1,80 @@
+"""The LightningModule of segmentation and multi-task runs: the mask loss (plus the classification
+loss), and the per-epoch validation Jaccard that picks the kept epoch.
+
+It extends :class:`~lesionlens.training.module.Classifier`, which keeps the optimizer, schedule,
+logit adjustment, timing and frozen-batch-norm handling in one place. Batches are
+``(images, masks, targets)``: uint8 images, 0/1 masks (N x 1 x H x W) and class indices.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lesionlens.config import SegmentConfig, TrainConfig
+from lesionlens.data.images import Preprocessing
+from lesionlens.training.module import Classifier
+from lesionlens.training.seg_losses import segmentation_loss
+
+
+class Segmenter(Classifier):
+    """A :class:`~lesionlens.models.unet.UNet`; with ``multitask`` its forward also gives class
+    logits, trained with the classifier's loss weighted by ``segment.class_weight``."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, seg: SegmentConfig, pre: Preprocessing,
+                 steps_per_epoch: int, multitask: bool = False, class_weights: torch.Tensor | None = None,
+                 class_prior: torch.Tensor | None = None):
+        super().__init__(model, cfg, pre, class_weights, steps_per_epoch,
+                         class_prior=class_prior, optimized=None, lr_scale=None)
+        self.seg = seg
+        self.multitask = multitask
+        self.mask_loss = segmentation_loss(seg)
+        self._overlap: list[torch.Tensor] = []  # per validation image: intersection, union, |P| + |G|
+
+    def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        images, masks, targets = batch
+        out = self(images)
+        mask_logits, class_logits = out if self.multitask else (out, None)
+        loss = self.mask_loss(mask_logits.float(), masks.float())
+        if class_logits is not None:
+            loss = loss + self.seg.class_weight * self._loss(class_logits, targets)
+        return loss, mask_logits, class_logits
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _, _ = self._losses(batch)
+        n = len(batch[0])
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.images_seen += n
+        self.loss_sum += float(loss.detach()) * n
+        if self.cfg.l1 > 0:
+            from lesionlens.training.optim import l1_penalty
+
+            loss = loss + self.cfg.l1 * l1_penalty(self.optimizers().optimizer)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, mask_logits, class_logits = self._losses(batch)
+        masks = batch[1].bool()
+        self.log("val_loss", loss, on_epoch=True, batch_size=len(masks))
+        predicted = torch.sigmoid(mask_logits.float()) > self.seg.threshold
+        inter = (predicted & masks).flatten(1).sum(1)
+        union = (predicted | masks).flatten(1).sum(1)
+        sizes = predicted.flatten(1).sum(1) + masks.flatten(1).sum(1)
+        self._overlap.append(torch.stack([inter, union, sizes], 1).cpu())
+        if class_logits is not None:
+            self._val_probs.append(torch.softmax(class_logits.float(), 1).cpu())
+            self._val_targets.append(batch[2].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._overlap:
+            return
+        inter, union, sizes = torch.cat(self._overlap).double().unbind(1)
+        self._overlap.clear()
+        # an image with neither a true nor a predicted lesion is a perfect match
+        jaccard = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+        dice = torch.where(sizes > 0, 2 * inter / sizes.clamp_min(1), torch.ones_like(sizes))
+        self.log("val_jaccard", float(jaccard.mean()), prog_bar=True)
+        self.log("val_dice", float(dice.mean()))
+        if self.multitask:
+            super().on_validation_epoch_end()  # accuracy, balanced accuracy, macro AUC of the class head
+
