@@ -53,10 +53,10 @@ def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, 
     for col, style in (("train_loss", "-o"), ("val_loss", "-s")):
         if col in df:
             ax.plot(df.index, df[col], style, label=col.replace("_", " "), ms=4)
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss (a widening gap = over-fitting)")
+    ax.set(xlabel="epoch", ylabel="loss", title="loss (a widening gap = over-fitting)")
     ax.legend()
     ax = axes[1]
-    for col in ("train_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_auc"):
+    for col in ("train_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_auc", "val_jaccard", "val_dice"):
         if col in df:
             ax.plot(df.index, df[col], "-o", label=col.replace("_", " "), ms=4)
     if monitor in df and df[monitor].notna().any():

@@ -51,6 +51,7 @@ class Classifier(L.LightningModule):
         self.images_seen = 0
         self.loss_sum = 0.0
         self.epoch_started = self.last_batch_ended = 0.0
+        self.fit_started: float | None = None
 
     def train(self, mode: bool = True) -> "Classifier":
         """Lightning switches modes around every validation; frozen batch norm stays in eval mode."""
@@ -65,6 +66,9 @@ class Classifier(L.LightningModule):
         if self.logit_bias is not None:
             logits = logits + self.logit_bias
         return self.loss_fn(logits, targets)
+
+    def on_fit_start(self) -> None:
+        self.fit_started = time.perf_counter()
 
     def on_train_epoch_start(self) -> None:
         self.images_seen, self.loss_sum, self.epoch_started = 0, 0.0, time.perf_counter()
@@ -97,6 +101,9 @@ class Classifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self.log("train_images_per_s", self.train_images_per_s)
+        # minutes since this fit began (a resumed run counts from its restart), validation included:
+        # what "how long until the model was this good" reads
+        self.log("elapsed_minutes", (time.perf_counter() - (self.fit_started or self.epoch_started)) / 60)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
