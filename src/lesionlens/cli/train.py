@@ -24,6 +24,8 @@ examples:
   lesionlens train --data DATA --out runs/deep --strategy deep --head avg --epochs 8 --unfreeze-every 2
   lesionlens train --data DATA --out runs/svm --strategy features --features-classifier svm
   lesionlens train --out runs/ham --resume          # continue an interrupted run
+  lesionlens train --task segmentation --data ../shared/data/isic2017 --weights ../shared/weights --out runs/seg
+  lesionlens train --task multitask --data ../shared/data/isic2017 --weights ../shared/weights --out runs/multi
 
 The defaults are the documented default recipe (`lesionlens config` prints every setting with its
 reason); before the first epoch the run says what it will do and how long it expects to take.
@@ -33,13 +35,17 @@ a CSV with an image column and a label column or one-hot class columns (and opti
 column with tr/dev/te or train/val/test, and a lesion_id or patient_id column to group the split);
 the HAM10000 layout (HAM10000_metadata.csv + images); the ISIC 2018 Task 3 and ISIC 2017 Part 3
 ground-truth CSVs or their folders.
+--task segmentation / multitask also need a lesion mask per image: the ISIC 2017 Part 1 masks beside
+their images, DATA/images/ with DATA/masks/ (matched by file stem), a CSV with a mask column, or any
+layout above with --masks FOLDER.
 """
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a classifier and write a model bundle",
-        description="Train an image classifier and write a bundle (weights, card, plots, evaluation).\n"
+        "train", help="train a classifier (or a lesion segmenter) and write a model bundle",
+        description="Train an image classifier, a lesion segmenter (--task segmentation) or both from one encoder "
+                    "(--task multitask), and write a bundle (weights, card, plots, evaluation).\n"
                     "Settings come from the defaults, then --config, then the flags given here.",
         epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
