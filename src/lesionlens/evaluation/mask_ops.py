@@ -69,6 +69,16 @@ def boundary(masks: np.ndarray) -> np.ndarray:
     return masks & ~ndimage.binary_erosion(masks, structure=structure, border_value=0)
 
 
+def mask_probabilities(logits) -> np.ndarray:
+    """Lesion probabilities (N x H x W float64) from a network's mask logits (N x 1 x H x W): the
+    logistic function, computed without overflow. The server, ``predict`` and the export check all
+    use this one, so a pixel at the threshold falls on the same side everywhere."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 4 or z.shape[1] != 1:
+        raise ValueError(f"mask logits are N x 1 x H x W, got shape {z.shape}")
+    return np.exp(-np.logaddexp(0.0, -z[:, 0]))
+
+
 def postprocess_mask(probabilities, threshold: float = 0.5, keep_largest: bool = True,
                      fill_holes: bool = True) -> np.ndarray:
     """A predicted mask made ready to measure or serve: probabilities (H x W or N x H x W) thresholded
