@@ -29,9 +29,10 @@ def make_exported_bundle(root: Path) -> Path:
     return bundle
 
 
-def make_segmentation_bundle(root: Path, task: str = "segmentation", export: bool = True) -> Path:
+def make_segmentation_bundle(root: Path, task: str = "segmentation", epochs: int = 6, export: bool = True) -> Path:
     """Train a tiny_cnn U-Net (32 px) on generated dark lesions on skin (``task`` segmentation or
-    multitask, whose class is the lesion's tone), then export it to ONNX with the mask check."""
+    multitask, whose class is the lesion's tone) for ``epochs``, then export it to ONNX with the
+    mask check (the probabilities of every pixel, and the cleaned-up masks)."""
     import numpy as np
     import pandas as pd
     from helpers import lesion_image, save, save_mask
@@ -54,7 +55,7 @@ def make_segmentation_bundle(root: Path, task: str = "segmentation", export: boo
     cfg = load_config(overrides={
         "data.path": str(data / "cases.csv"), "data.num_workers": 0, "data.cache_dir": str(root / "cache"),
         "train.task": task, "model.name": "tiny_cnn", "model.pretrained": False, "train.strategy": "scratch",
-        "model.image_size": 32, "train.epochs": 6, "train.batch_size": 8, "train.warmup_epochs": 0.0,
+        "model.image_size": 32, "train.epochs": epochs, "train.batch_size": 8, "train.warmup_epochs": 0.0,
         "train.lr": 0.01, "segment.decoder_width": 16, "augment.rotation": 0.0, "augment.zoom": [1.0, 1.0],
     })
     bundle = root / "bundle"
