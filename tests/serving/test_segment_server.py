@@ -65,7 +65,7 @@ def test_the_page_draws_the_outline_and_shows_the_measurements(browser, segment_
     assert page.locator("#class-result").is_hidden() and page.locator("#probs-box").is_hidden()
     svg = page.locator("#outline")
     assert svg.get_attribute("viewBox") == "0 0 240 180"
-    assert page.locator("#outline image").get_attribute("href").startswith("blob:")
+    assert page.locator("#outline-img").get_attribute("src").startswith("blob:")
     polygons = page.locator("#outline polygon")
     assert polygons.count() == 1
     points = polygons.first.get_attribute("points").split()
@@ -82,6 +82,20 @@ def test_the_page_draws_the_outline_and_shows_the_measurements(browser, segment_
     page.wait_for_function("document.querySelector('#measures tr[data-measure=\"Area\"] td')?.textContent.includes('mm²')",
                            timeout=30_000)
     assert "mm" in page.locator('#measures tr[data-measure="Diameter (greatest)"] td').inner_text()
+
+    # a phone photo stored sideways (EXIF orientation 6): outlined on the upright image, as shown
+    picture = Image.open(io.BytesIO(data))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = tmp_path / "sideways.jpg"
+    picture.save(rotated, "JPEG", quality=95, exif=exif)
+    page.set_input_files("#file", str(rotated))
+    page.wait_for_function("document.getElementById('status').textContent === 'Result for sideways.jpg'",
+                           timeout=30_000)
+    assert svg.get_attribute("viewBox") == "0 0 180 240"
+    page.wait_for_function("document.getElementById('outline-img').naturalWidth === 180 && "
+                           "document.getElementById('outline-img').naturalHeight === 240", timeout=10_000)
+    assert _outline_pixels(svg.screenshot()) > 100
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("LESIONLENS_SCREENSHOT_DIR"):
