@@ -65,3 +65,15 @@ def test_what_segmentation_needs_is_asked_for(segmentation_bundle, tmp_path, cap
     assert main(["predict", str(segmentation_bundle), str(image), "--masks", str(tmp_path / "m")]) == 0
     printed = capsys.readouterr().out  # the measurements as CSV on standard output
     assert printed.startswith("path,lesion,mask,area_px") and str(tmp_path / "m" / "a_mask.png") in printed
+
+
+def test_a_multitask_bundle_gives_the_class_too(multitask_bundle, tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(lesion_upload()[0])
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(multitask_bundle), str(image), "--out", str(out)]) == 0
+    (row,) = csv.DictReader(out.open())
+    assert row["lesion"] == "yes" and read_mask(row["mask"]).shape == (64, 96)
+    assert row["predicted"] in {"dark", "light"}
+    assert float(row["p_dark"]) + float(row["p_light"]) == pytest.approx(1, abs=1e-5)
+    assert float(row["confidence"]) == max(float(row["p_dark"]), float(row["p_light"]))

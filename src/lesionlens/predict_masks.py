@@ -4,8 +4,9 @@ lesion mask out as a PNG at the image's own size, and one row of measurements pe
 The mask is made exactly as ``POST /v1/segment`` makes it (:func:`lesionlens.evaluation.lesion.
 find_lesion`: the network's probabilities on its square input, restored through the bundle's
 preprocessing geometry, thresholded and cleaned up with the card's settings), here from the
-PyTorch model, with the bundle's test-time augmentation unless told otherwise. Files that cannot
-be read keep their row, with the reason, and get no mask.
+PyTorch model, with the bundle's test-time augmentation unless told otherwise. A multi-task
+bundle's row also has its class answer. Files that cannot be read keep their row, with the reason,
+and get no mask.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ MEASURE_COLUMNS = ("area_px", "area_mm2", "diameter_px", "diameter_mm", "perimet
 
 def segment_paths(bundle: Path, inputs: list[Path], masks: Path, mm_per_pixel: float | None = None,
                   tta: str | None = None) -> list[dict]:
-    """Rows of ``path, lesion, mask, <measurements>, share_<colour>..., error``; each mask PNG (255
+    """Rows of ``path, lesion, mask, <measurements>, share_<colour>..., error`` (a multi-task bundle
+    adds ``predicted, confidence, p_<class>...``); each mask PNG (255
     on the lesion) is written into ``masks`` as ``<stem>_mask.png`` (``<stem>_2_mask.png`` and on
     where two inputs share a stem). ``lesion`` is "yes" or "no" (no pixel reached the threshold:
     an empty mask is still written, and the measurements are empty)."""
@@ -57,7 +59,10 @@ def segment_paths(bundle: Path, inputs: list[Path], masks: Path, mm_per_pixel: f
                 rows[i]["error"] = str(e)
         if not decoded:
             continue
-        probabilities = predict_mask_probabilities(model, np.stack([v for _, v, _ in decoded]), pre, tta=tta)
+        views = np.stack([v for _, v, _ in decoded])
+        probabilities = predict_mask_probabilities(model, views, pre, tta=tta)
+        if card.task == "multitask":
+            _add_classes(rows, [i for i, _, _ in decoded], card, model, views, tta)
         for (i, _, full), p in zip(decoded, probabilities):
             lesion = find_lesion(p, full, pre, seg.threshold, seg.keep_largest, mm_per_pixel)
             path = masks / _mask_name(items[i][0], names)
@@ -68,6 +73,19 @@ def segment_paths(bundle: Path, inputs: list[Path], masks: Path, mm_per_pixel: f
                 rows[i].update({k: measured[k] for k in MEASURE_COLUMNS})
                 rows[i].update({f"share_{c}": v for c, v in measured["colour_shares"].items()})
     return rows
+
+
+def _add_classes(rows: list[dict], which: list[int], card, model, views: np.ndarray, tta: str) -> None:
+    """A multi-task bundle's class answer beside the mask: the predicted class, its probability and
+    each class's (the card's calibrated decision rule), as ``lesionlens predict`` gives a classifier's."""
+    from lesionlens.inference import predict_logits
+    from lesionlens.models.unet import ClassifierView
+
+    probs = card.rule.probabilities(predict_logits(ClassifierView(model), views, card.preprocessing, tta=tta))
+    for i, p in zip(which, probs):
+        best = int(p.argmax())
+        rows[i].update(predicted=card.classes[best], confidence=float(p[best]))
+        rows[i].update({f"p_{c}": float(v) for c, v in zip(card.classes, p)})
 
 
 def _mask_name(image: Path, taken: set[str]) -> str:

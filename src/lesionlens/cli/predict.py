@@ -16,7 +16,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Predict class probabilities for image files or folders (searched recursively). With a "
                     "segmentation or multitask bundle, write each image's lesion mask as a PNG at the image's own "
                     "size (into --masks) and a CSV row of its measurements: area, diameter, perimeter, asymmetry "
-                    "about both principal axes, compactness and solidity of the border, dermoscopic colours. "
+                    "about both principal axes, compactness and solidity of the border, dermoscopic colours (and, "
+                    "for a multitask bundle, the class probabilities). "
                     "Files that cannot be read are listed with the reason, never dropped.",
         epilog="examples:\n  lesionlens predict runs/ham lesions/ --out predictions.csv\n"
                "  lesionlens predict runs/isic-seg lesions/ --masks out/masks --out out/measurements.csv "
