@@ -126,3 +126,11 @@ def test_set_ups_that_need_a_classifier_refuse_a_segmentation_model(segmentation
     registry.promote(digest, reason="a segmentation model")
     with pytest.raises(ValueError, match="serving from a registry takes classifiers only"):
         create_app(None, ServeSettings(registry=str(tmp_path / "registry")))
+
+
+def test_the_api_docs_describe_the_answer(client):
+    spec = client.get("/openapi.json").json()
+    assert "/v1/segment" in spec["paths"]
+    fields = spec["components"]["schemas"]["Segmentation"]["properties"]
+    assert {"lesion", "mask_png_base64", "outline", "measurements", "timing"} <= set(fields)
+    assert "diameter_mm" in spec["components"]["schemas"]["LesionMeasurements"]["properties"]
