@@ -101,11 +101,11 @@ def raw_capacity(bundle: Path, files: list[tuple[str, bytes]], seconds: float, t
 
 # --- 3. the server over loopback ---------------------------------------------------------------
 
-def request_bytes(port: int, name: str, data: bytes) -> bytes:
+def request_bytes(port: int, name: str, data: bytes, path: str = "/v1/predict") -> bytes:
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
             "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    head = (f"POST /v1/predict HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: multipart/form-data; "
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: multipart/form-data; "
             f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     return head + body
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import COLOURS, write_class_folder, write_image
-from tiny_bundle import make_exported_bundle
+from tiny_bundle import make_exported_bundle, make_segmentation_bundle
 
 SHARED = Path(os.environ.get("LESIONLENS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 
@@ -66,6 +66,18 @@ def ham_layout(tmp_path) -> Path:
 def exported_bundle(tmp_path_factory) -> Path:
     """tiny_cnn trained for 2 epochs on three colour classes and exported to ONNX (made once)."""
     return make_exported_bundle(tmp_path_factory.mktemp("exported"))
+
+
+@pytest.fixture(scope="session")
+def segmentation_bundle(tmp_path_factory) -> Path:
+    """A tiny_cnn U-Net (32 px) trained for 6 epochs on generated lesions and exported (made once)."""
+    return make_segmentation_bundle(tmp_path_factory.mktemp("segmentation"))
+
+
+@pytest.fixture(scope="session")
+def multitask_bundle(tmp_path_factory) -> Path:
+    """The same U-Net with a classification head too (two lesion tones), 2 epochs, exported (made once)."""
+    return make_segmentation_bundle(tmp_path_factory.mktemp("multitask"), "multitask", epochs=2)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import sys
 from pathlib import Path
@@ -51,17 +52,10 @@ def describe_rule(bundle: Path, tta: str | None = None) -> list[str]:
 def write_predictions(rows: list[dict], out: Path | None) -> None:
     """CSV to ``out``, or an aligned table on standard output."""
     columns = ["path", "predicted", "confidence"]
-    for r in rows:
-        columns += [c for c in r if c not in columns and c != "error"]
-    columns.append("error")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", newline="") as f:
-            w = csv.DictWriter(f, columns)
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: (f"{v:.6f}" if isinstance(v, float) else v) for c, v in r.items()})
+        write_rows(rows, columns, out)
         return
+    columns = _columns(rows, columns)
     width = max([len(r["path"]) for r in rows] + [4])
     print(f"{'path':<{width}}  {'predicted':<14}{'conf.':>7}  " + "  ".join(c for c in columns[3:-1]))
     for r in rows:
@@ -71,6 +65,27 @@ def write_predictions(rows: list[dict], out: Path | None) -> None:
         probs = "  ".join(_cell(r.get(c, float("nan")), len(c)) for c in columns[3:-1])
         print(f"{r['path']:<{width}}  {r['predicted']:<14}{r['confidence']:>7.3f}  {probs}")
     sys.stdout.flush()
+
+
+def write_rows(rows: list[dict], first: list[str], out: Path | None) -> None:
+    """Rows as CSV to ``out`` (standard output when None): the ``first`` columns, then every other
+    key in the order met, ``error`` last; floats with 6 decimals."""
+    columns = _columns(rows, first)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with (out.open("w", newline="") if out is not None else contextlib.nullcontext(sys.stdout)) as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: (f"{v:.6f}" if isinstance(v, float) else v) for c, v in r.items()})
+    sys.stdout.flush()
+
+
+def _columns(rows: list[dict], first: list[str]) -> list[str]:
+    columns = list(first)
+    for r in rows:
+        columns += [c for c in r if c not in columns and c != "error"]
+    return columns + ["error"]
 
 
 def _cell(value, width: int) -> str:

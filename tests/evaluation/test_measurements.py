@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from lesionlens.evaluation.mask_ops import boundary, postprocess_mask
+from lesionlens.evaluation.mask_ops import boundary, fill_holes_of, postprocess_mask
 from lesionlens.evaluation.measurements import DERMOSCOPIC_COLOURS, crofton_perimeter, measure_lesion
 
 
@@ -144,6 +144,15 @@ def test_postprocess_keeps_the_largest_component_and_fills_its_holes():
         postprocess_mask(probs * 2)
     with pytest.raises(ValueError, match=r"threshold .* \(0, 1\]"):
         postprocess_mask(probs, threshold=0.0)
+
+
+def test_hole_filling_is_scipys():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for trial in range(500):  # random masks have holes of every shape, touching the border or not
+        mask = rng.random((rng.integers(1, 40), rng.integers(1, 40))) < rng.uniform(0.05, 0.95)
+        assert np.array_equal(fill_holes_of(mask), ndimage.binary_fill_holes(mask)), trial
 
 
 def test_the_server_side_modules_import_no_torch_sklearn_or_matplotlib():

@@ -21,12 +21,17 @@ from lesionlens.serving.errors import ApiError
 from lesionlens.serving.settings import ServeSettings
 
 
-def check_answer(case, status: int, body: dict) -> None:
-    """The shared judgement of one answer (also used against the real server)."""
+def valid_prediction(case, body: dict) -> None:
+    p = body["probabilities"]
+    assert all(math.isfinite(v) for v in p.values()) and abs(sum(p.values()) - 1) < 1e-6, case.name
+
+
+def check_answer(case, status: int, body: dict, valid=valid_prediction) -> None:
+    """The shared judgement of one answer (also used against the real server and /v1/segment):
+    an allowed status, and a 200 that ``valid(case, body)`` accepts or an error that names the problem."""
     assert status in case.expect, f"{case.name}: HTTP {status} {body}"
     if status == 200:
-        p = body["probabilities"]
-        assert all(math.isfinite(v) for v in p.values()) and abs(sum(p.values()) - 1) < 1e-6, case.name
+        valid(case, body)
     else:
         err = body["error"]
         assert err["status"] == status and err["code"] and len(err["message"]) > 10, case.name

@@ -1,4 +1,5 @@
-"""``lesionlens predict``: class probabilities and decisions for image files and folders."""
+"""``lesionlens predict``: class probabilities and decisions for image files and folders; with a
+segmentation or multi-task bundle, each image's lesion mask (PNG) and its measurements."""
 
 from __future__ import annotations
 
@@ -11,18 +12,33 @@ from lesionlens.cli.evaluate import add_tta
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "predict", help="class probabilities for images",
-        description="Predict class probabilities for image files or folders (searched recursively). "
+        "predict", help="class probabilities for images (lesion masks and measurements with a segmentation bundle)",
+        description="Predict class probabilities for image files or folders (searched recursively). With a "
+                    "segmentation or multitask bundle, write each image's lesion mask as a PNG at the image's own "
+                    "size (into --masks) and a CSV row of its measurements: area, diameter, perimeter, asymmetry "
+                    "about both principal axes, compactness and solidity of the border, dermoscopic colours (and, "
+                    "for a multitask bundle, the class probabilities). "
                     "Files that cannot be read are listed with the reason, never dropped.",
+        epilog="examples:\n  lesionlens predict runs/ham lesions/ --out predictions.csv\n"
+               "  lesionlens predict runs/isic-seg lesions/ --masks out/masks --out out/measurements.csv "
+               "--mm-per-pixel 0.03",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("bundle", type=Path)
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_FOLDER")
     p.add_argument("--out", type=Path, help="write a CSV here instead of printing a table")
+    p.add_argument("--masks", type=Path, metavar="DIR",
+                   help="segmentation bundles: write the mask PNGs here (default: masks/ beside --out)")
+    p.add_argument("--mm-per-pixel", type=float, help="segmentation bundles: the images' scale, for sizes in mm")
     add_tta(p)
     p.set_defaults(run=_predict, extra="train")
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from lesionlens.bundle.card import read_card
+
+    if read_card(args.bundle, verify=False).segmentation is not None:
+        return _segment(args)
     from lesionlens.predict import describe_rule, predict_paths, write_predictions
 
     rows = predict_paths(args.bundle, args.inputs, args.model__tta)
@@ -31,4 +47,23 @@ def _predict(args: argparse.Namespace) -> int:
     write_predictions(rows, args.out)
     if args.out:
         print(f"{len(rows)} predictions written to {args.out}")
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from lesionlens.predict import write_rows
+    from lesionlens.predict_masks import describe_masks, segment_paths
+
+    masks = args.masks or (args.out.parent / "masks" if args.out else None)
+    if masks is None:
+        print("error: a segmentation bundle writes one mask PNG per image: give --masks DIR (and --out CSV for the "
+              "measurements)", file=sys.stderr)
+        return 2
+    rows = segment_paths(args.bundle, args.inputs, masks, args.mm_per_pixel, args.model__tta)
+    for line in describe_masks(args.bundle, args.model__tta):
+        print(f"# {line}", file=sys.stderr)
+    write_rows(rows, ["path", "lesion", "mask"], args.out)
+    found = sum(r.get("lesion") == "yes" for r in rows)
+    print(f"{len(rows)} images: {found} with a lesion; masks in {masks}" + (f", measurements in {args.out}" if args.out
+                                                                          else ""), file=sys.stderr)
     return 1 if any(r.get("error") for r in rows) else 0

@@ -14,10 +14,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="write the bundle's model as ONNX for the torch-free server",
         description="Write BUNDLE/model.onnx (dynamic batch; logits, plus the last feature maps for "
-                    "class-activation maps where the head allows) and check it against PyTorch on real "
-                    "images: the largest probability difference must be at most 1e-4. The check, the CAM "
-                    "vs Grad-CAM agreement and, with --int8, the quantized model's measured accuracy "
-                    "change and speed-up are written into the card.",
+                    "class-activation maps where the head allows; a segmentation bundle's mask logits, a "
+                    "multitask bundle's both) and check it against PyTorch on real images: the largest "
+                    "probability difference, per class and per pixel, must be at most 1e-4, and the masks "
+                    "after thresholding and clean-up identical. The check, the CAM vs Grad-CAM agreement and, "
+                    "with --int8 (classifiers), the quantized model's measured accuracy change and speed-up "
+                    "are written into the card.",
         epilog="examples:\n  lesionlens export runs/ham\n  lesionlens export runs/ham --images some_lesions/ --int8",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -34,11 +36,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="serve a bundle over HTTP (REST API and web page; torch-free)",
         description="Serve an exported bundle with FastAPI on uvicorn and ONNX Runtime (no PyTorch): "
-                    "POST /v1/predict, POST /v1/predict/batch, POST /v1/explain, GET /v1/model, /healthz, "
+                    "POST /v1/predict, POST /v1/predict/batch, POST /v1/explain, POST /v1/segment (segmentation "
+                    "and multitask bundles: the lesion's mask, outline and measurements), GET /v1/model, /healthz, "
                     "/readyz, the web page at / and the OpenAPI docs at /docs. Run `lesionlens export "
                     "BUNDLE` once first.",
         epilog="examples:\n  lesionlens serve runs/ham --port 8000\n"
                "  curl -F file=@lesion.jpg http://127.0.0.1:8000/v1/predict\n"
+               "  curl -F file=@lesion.jpg -F mm_per_pixel=0.03 http://127.0.0.1:8000/v1/segment   # a segmentation "
+               "bundle\n"
                "  LESIONLENS_API_TOKEN=secret lesionlens serve runs/ham --host 0.0.0.0\n"
                "  lesionlens serve runs/ham --db cases.sqlite      # keep cases: POST /v1/cases, /label, /study\n"
                "  lesionlens serve --registry models/ --db cases.sqlite --shadow   # the champion; the challenger "
@@ -49,7 +54,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     source.add_argument("bundle", type=Path, nargs="?", help="an exported bundle to serve")
     source.add_argument("--registry", type=Path, metavar="DIR",
                         help="serve this model registry's champion, and follow its aliases: a promotion or "
-                             "rollback swaps the served model without a restart or a failed request")
+                             "rollback swaps the served model without a restart or a failed request "
+                             "(classification bundles only)")
     p.add_argument("--shadow", action="store_true",
                    help="with --registry: the challenger also scores every request (never returned); its answers "
                         "are kept beside stored cases (--db) and counted in /v1/model")

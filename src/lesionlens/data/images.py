@@ -118,6 +118,30 @@ def resize_square(img: Image.Image, pre: Preprocessing) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def restore_geometry(values: np.ndarray, size: tuple[int, int], pre: Preprocessing, fill: float = 0.0) -> np.ndarray:
+    """A per-pixel map on the network's square (S x S, e.g. lesion probabilities) brought back to its
+    image's own ``size`` (width, height), undoing :func:`resize_square`'s geometry: "squash" stretches
+    it back over the whole image; "crop" puts it where the centre square was cut from and ``fill``s
+    the rest, which the network never saw. Bilinear, so a map of values in [0, 1] stays in [0, 1]."""
+    size_px = pre.image_size
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape != (size_px, size_px):
+        raise ValueError(f"expected a {size_px} x {size_px} map (the bundle's input size), got {values.shape}")
+    width, height = size
+    if pre.resize == "crop":
+        scale = size_px / min(width, height)
+        w, h = max(size_px, round(width * scale)), max(size_px, round(height * scale))
+        left, top = (w - size_px) // 2, (h - size_px) // 2
+        canvas = np.full((h, w), fill, dtype=np.float32)
+        canvas[top:top + size_px, left:left + size_px] = values
+        values = canvas
+    if values.shape == (height, width):
+        return values.copy()
+    resized = Image.fromarray(values, "F").resize((width, height), Image.Resampling.BILINEAR)
+    lo, hi = float(min(values.min(), fill)), float(max(values.max(), fill))
+    return np.clip(np.asarray(resized, dtype=np.float32), lo, hi)  # float rounding may step a hair outside
+
+
 def preprocess_image(source: str | Path | bytes, pre: Preprocessing,
                      max_pixels: int | None = 100_000_000) -> np.ndarray:
     """File -> HxWx3 uint8 at the bundle's size: the cached form of an image."""

@@ -146,9 +146,14 @@ def asymmetry(mask: np.ndarray) -> tuple[float, float]:
 
 def _hull_corners(mask: np.ndarray) -> np.ndarray:
     """The convex hull's vertices (in order) of the boundary pixels' squares, as (row, col) corners."""
-    edge = np.argwhere(boundary(mask)).astype(np.float64)
-    corners = (edge[:, None, :] + np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])[None]).reshape(-1, 2)
-    corners = np.unique(corners, axis=0)
+    rows, cols = np.nonzero(boundary(mask))
+    # On the doubled grid a pixel's corners (row +- 1/2, col +- 1/2) are whole numbers, so they are
+    # told apart by one integer key (in (row, col) order, as np.unique over rows would sort them).
+    r2 = (2 * rows)[:, None] + np.array([-1, -1, 1, 1]) + 1
+    c2 = (2 * cols)[:, None] + np.array([-1, 1, -1, 1]) + 1
+    width = 2 * mask.shape[1] + 2
+    keys = np.unique((r2 * width + c2).ravel())
+    corners = np.stack([keys // width - 1, keys % width - 1], axis=1) / 2.0
     return corners[ConvexHull(corners).vertices]
 
 

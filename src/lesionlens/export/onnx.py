@@ -10,6 +10,10 @@ global average pooling + one linear layer, the last convolutional feature maps: 
 layer's weight (saved beside it as ``cam_head.npz``, read without pickle) the server computes
 class-activation maps in NumPy (:mod:`lesionlens.explain.cam`). The same check compares those maps
 with the Grad-CAM of pytorch-grad-cam (:mod:`lesionlens.explain.attribution`).
+
+A segmentation bundle's graph outputs ``mask_logits`` (N x 1 x S x S); a multi-task bundle's,
+``mask_logits`` and ``logits``. Their check (:mod:`lesionlens.export.parity`) covers every pixel's
+probability and the cleaned-up masks, which must be identical.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from lesionlens.explain.cam import class_activation_maps
 from lesionlens.explain.agreement import map_correlations
 from lesionlens.explain.attribution import feature_cam
 from lesionlens.export.check import ExportError, find_check_images
+from lesionlens.export.parity import check_classes, check_masks
 from lesionlens.inference import load_model
 
 log = logging.getLogger(__name__)
@@ -39,7 +44,8 @@ ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 CAM_FILE = "cam_head.npz"
 OPSET = 18
-TOLERANCE = 1e-4  # largest allowed |p_onnx - p_torch| over every class of every checked image
+# The graph's outputs per task, in the order the network returns them (a U-Net: mask first).
+TASK_OUTPUTS = {"segmentation": ["mask_logits"], "multitask": ["mask_logits", "logits"]}
 
 
 class _LogitsAndFeatures(nn.Module):
@@ -73,32 +79,35 @@ def has_cam_head(model: nn.Module, x: torch.Tensor) -> bool:
 def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_limit: int = 200,
                   int8: bool = False, calibration_limit: int = 100) -> OnnxInfo:
     """Write ``model.onnx`` (and ``cam_head.npz``, ``model.int8.onnx``) into the bundle, check them,
-    and record them in its card under ``"onnx"``; returns that record. Nothing is recorded when the
-    ONNX probabilities differ from PyTorch's by more than ``TOLERANCE``."""
+    and record them in its card under ``"onnx"``; returns that record. Nothing is written when the
+    ONNX outputs fail the check of :mod:`lesionlens.export.parity`."""
     import onnxruntime as ort
 
     card = read_card(bundle)
+    if int8 and card.task != "classification":
+        raise ExportError(f"{card.path}: --int8 is measured on class probabilities only; export this {card.task} "
+                          "bundle without --int8")
     model = load_model(card).float().eval()
     pre = card.preprocessing
-    rule = card.rule
     check = find_check_images(card, images, check_limit)
     x = torch.from_numpy(normalize(check.images, pre))
-    with_cam = has_cam_head(model, x[:4])
+    with_cam = card.task == "classification" and has_cam_head(model, x[:4])
+    outputs = TASK_OUTPUTS.get(card.task) or (["logits", "features"] if with_cam else ["logits"])
 
     onnx_path = card.path / ONNX_FILE
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / ONNX_FILE
-        _write_onnx(_LogitsAndFeatures(model, with_cam).eval(), x[:2], tmp_path, with_cam)
+        module = model if card.task in TASK_OUTPUTS else _LogitsAndFeatures(model, with_cam).eval()
+        _write_onnx(module, x[:2], tmp_path, outputs)
         session = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
-        outputs = _run_batches(session, x.numpy())
-        with torch.inference_mode():
-            torch_logits = torch.cat([model(x[i:i + 32]) for i in range(0, len(x), 32)]).numpy()
-        p_onnx, p_torch = rule.probabilities(outputs[0]), rule.probabilities(torch_logits)
-        diff = float(np.abs(p_onnx - p_torch).max())
-        if diff > TOLERANCE:
-            raise ExportError(f"ONNX probabilities differ from PyTorch's by up to {diff:.2e} on {check.source} "
-                              f"(allowed {TOLERANCE:.0e}); nothing was written")
+        got = dict(zip(outputs, _run_batches(session, x.numpy())))
+        expected = _torch_outputs(model, x, outputs)
+        passed = {}
+        if "logits" in outputs:
+            passed |= check_classes(got["logits"], expected["logits"], card.rule, check.source)
+        if "mask_logits" in outputs:
+            passed |= check_masks(got["mask_logits"], expected["mask_logits"], card.segmentation, check.source)
         tmp_path.replace(onnx_path)
     record = {
         "file": ONNX_FILE,
@@ -106,31 +115,37 @@ def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_li
         "opset": OPSET,
         "input": {"name": "image", "shape": ["batch", 3, pre.image_size, pre.image_size], "dtype": "float32",
                   "note": "normalised with the card's preprocessing mean/std"},
-        "outputs": ["logits", "features"] if with_cam else ["logits"],
+        "outputs": outputs,
         "export_time_s": round(time.perf_counter() - started, 1),
-        "check": {
-            "images": check.source,
-            "max_abs_prob_diff": diff,
-            "tolerance": TOLERANCE,
-            "top1_agreement": float((p_onnx.argmax(1) == p_torch.argmax(1)).mean()),
-        },
+        "check": {"images": check.source, **passed},
         "cam": None,
     }
     if with_cam:
-        record["cam"] = _export_cam_head(model, card.path, x, outputs[1], p_torch.argmax(1))
+        targets = card.rule.probabilities(expected["logits"]).argmax(1)
+        record["cam"] = _export_cam_head(model, card.path, x, got["features"], targets)
     if int8:
         from lesionlens.export.quantize import quantize_bundle_model
 
         calibration = find_check_images(card, images, calibration_limit, partition="train") if not images else check
-        record["int8"] = quantize_bundle_model(onnx_path, card.path / INT8_FILE, check, calibration, rule, pre)
+        record["int8"] = quantize_bundle_model(onnx_path, card.path / INT8_FILE, check, calibration, card.rule, pre)
     return update_card(card.path, {"onnx": record}, by="lesionlens export").onnx
 
 
-def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, with_features: bool) -> None:
+def _torch_outputs(model: nn.Module, x: torch.Tensor, outputs: list[str], batch: int = 32) -> dict[str, np.ndarray]:
+    """PyTorch's values of the graph's outputs (the feature maps aside) on ``x``."""
+    parts: list[tuple] = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            y = model(x[i:i + batch])
+            parts.append(tuple(t.numpy() for t in y) if isinstance(y, tuple) else (y.numpy(),))
+    names = [n for n in outputs if n != "features"]
+    return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(names)}
+
+
+def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
     for name in ("onnx_ir", "onnxscript"):  # one INFO line per rewritten initializer
         logging.getLogger(name).setLevel(logging.WARNING)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    outputs = ["logits", "features"] if with_features else ["logits"]
     program = torch.onnx.export(module, (example,), dynamo=True, opset_version=OPSET, external_data=False,
                                 input_names=["image"], output_names=outputs,
                                 dynamic_shapes={"x": {0: batch}}, verbose=False)
@@ -169,15 +184,22 @@ def _export_cam_head(model: nn.Module, folder: Path, x: torch.Tensor, features: 
 def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
     """What ``lesionlens export`` wrote and measured."""
     c = info.check
-    lines = [f"Wrote {bundle / info.file} (opset {info.opset}, outputs {', '.join(info.outputs)})",
-             f"  checked against PyTorch on {c['images']}: max |p_onnx - p_torch| = {c['max_abs_prob_diff']:.2e} "
-             f"(allowed {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.3f}"]
+    lines = [f"Wrote {bundle / info.file} (opset {info.opset}, outputs {', '.join(info.outputs)})"]
+    if "max_abs_prob_diff" in c:
+        lines.append(f"  checked against PyTorch on {c['images']}: max |p_onnx - p_torch| = {c['max_abs_prob_diff']:.2e} "
+                     f"(allowed {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.3f}")
+    if "max_abs_mask_prob_diff" in c:
+        lines.append(f"  lesion masks checked against PyTorch on {c['images']}: max |p_onnx - p_torch| over "
+                     f"{c['mask_pixels']:,} pixels = {c['max_abs_mask_prob_diff']:.2e} (allowed "
+                     f"{c['mask_tolerance']:.0e}); masks after thresholding at {c['mask_threshold']:g} and the "
+                     f"clean-up identical ({c['mask_pixels_differing']} pixels differ)")
     if info.cam is not None:
         g = info.cam.gradcam_check
         lines.append(f"  class-activation maps: {bundle / info.cam.file}; correlation with PyTorch Grad-CAM over "
                      f"{g['compared']} images: mean {_fmt(g['mean_correlation'])}, min {_fmt(g['min_correlation'])}")
     else:
-        lines.append("  no class-activation maps: the head is not global average pooling + one linear layer")
+        lines.append("  no class-activation maps: the graph has no feature-map output (a U-Net, or a head other "
+                     "than global average pooling + one linear layer)")
     q = info.int8
     if q is not None:
         acc = (f"accuracy {q.accuracy['fp32']:.3f} -> {q.accuracy['int8']:.3f} ({q.accuracy_change:+.3f}), "

@@ -4,6 +4,8 @@
     POST /v1/predict          one image (multipart field "file"); ?explain=true adds a CAM overlay
     POST /v1/predict/batch    up to max_batch_files images (multipart fields "files")
     POST /v1/explain          one image -> the CAM overlay as image/png
+    POST /v1/segment          one image -> the lesion's mask (PNG), outline and measurements
+                              (models with a mask head; form field mm_per_pixel for sizes in mm)
     GET  /v1/model            the bundle's card and how it is served (digest, registry, shadow counts)
     GET  /healthz, /readyz    liveness, readiness (and the served digest)
     GET  /                    the web page;  /docs  the OpenAPI docs
@@ -19,7 +21,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -30,7 +32,8 @@ from lesionlens.serving.auth import Authenticator
 from lesionlens.serving.errors import ApiError
 from lesionlens.serving.limits import BodyLimit
 from lesionlens.serving.runtime import BundleModel
-from lesionlens.serving.schemas import BatchResponse, ErrorResponse, Health, Prediction, Ready
+from lesionlens.serving.schemas import BatchResponse, ErrorResponse, Health, Prediction, Ready, Segmentation
+from lesionlens.serving.segment import require_head
 from lesionlens.serving.served import Served
 from lesionlens.serving.service import PredictionService
 from lesionlens.serving.settings import ServeSettings
@@ -45,6 +48,9 @@ def create_app(bundle: str | Path | None = None, settings: ServeSettings | None 
     """Serve ``bundle``, or (``bundle`` None) the champion of the registry ``settings.registry``."""
     settings = settings or ServeSettings()
     served, registry = _models(bundle, settings)
+    if settings.db is not None and not served.model.classifies:
+        raise ValueError(f"{served.model.card.path}: a case store keeps classified cases, and this {served.model.task} "
+                         "model has no classification head; serve it without --db")
     service = PredictionService(served, settings)
     cases = _case_service(settings, service)
     shadow = _shadow(settings, registry, service, cases)
@@ -74,7 +80,8 @@ def create_app(bundle: str | Path | None = None, settings: ServeSettings | None 
     # FastAPIOffline: FastAPI whose /docs and /redoc pages load Swagger UI and ReDoc from files in
     # the package instead of a CDN, so the API docs work on a server (or for a browser) offline
     app = FastAPIOffline(title="LesionLens", version=__version__, lifespan=lifespan,
-                         description="Skin-lesion image classification. A research tool: its outputs are not a diagnosis.")
+                         description="Skin-lesion image classification and lesion segmentation. A research tool: its outputs "
+                                     "are not a diagnosis.")
     app.state.service = service
     app.add_middleware(BodyLimit, limit_for=lambda path: _body_limit(path, settings))
     _add_error_handlers(app)
@@ -99,7 +106,7 @@ def create_app(bundle: str | Path | None = None, settings: ServeSettings | None 
     def model_card() -> dict:
         model = service.model
         return {"card": model.card.data, "serving": service.model_info() | {
-            "explain": model.explains, "decision_basis": service.decision_basis(),
+            "task": model.task, "heads": model.heads, "explain": model.explains, "decision_basis": service.decision_basis(),
             "max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
             "max_batch_files": settings.max_batch_files, "batching": settings.batching,
             "max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms,
@@ -167,6 +174,14 @@ def create_app(bundle: str | Path | None = None, settings: ServeSettings | None 
             raise result
         return Response(base64.b64decode(result["heatmap"]["png_base64"]), media_type="image/png",
                         headers={"X-Top-Class": result["top_class"]})
+
+    @app.post("/v1/segment", response_model=Segmentation, dependencies=auth, responses=ERRORS)
+    async def segment(file: UploadFile = File(description="a JPEG or PNG image"),
+                      mm_per_pixel: float | None = Form(None, gt=0, allow_inf_nan=False,
+                                                        description="the image's scale, for sizes in mm")) -> dict:
+        require_head(service.model, "segmentation")
+        name, data = await _read(file, settings)
+        return await service.segment(name, data, mm_per_pixel)
 
     if cases is not None:
         # imported only with a case store: a plain prediction server loads no database code
@@ -245,6 +260,7 @@ async def _read(file: UploadFile, settings: ServeSettings) -> tuple[str, bytes]:
 
 
 def _check_explain(explain: bool, model: BundleModel) -> None:
+    require_head(model, "classification")
     if explain and not model.explains:
         raise ApiError(400, "explain_unavailable",
                        f"this model ({model.card.architecture}) has no class-activation maps: its head is not "
@@ -260,7 +276,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        hint = " (send images as multipart/form-data: field 'file', or 'files' for the batch endpoint)"
+        about_files = any(str(p) in ("file", "files") for err in e.errors() for p in err["loc"]) or not e.errors()
+        hint = " (send images as multipart/form-data: field 'file', or 'files' for the batch endpoint)" if about_files else ""
         return JSONResponse(ApiError(422, "invalid_request", problems + hint).to_dict(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

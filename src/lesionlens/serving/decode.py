@@ -4,17 +4,21 @@ Only JPEG and PNG are accepted, recognised by their first bytes (never by the fi
 declared content type). The pixel count is read from the header and checked before any pixel is
 decoded; decoding and resizing are :func:`lesionlens.data.images.preprocess_image`, the same
 function training and ``lesionlens predict`` use, so the server sees what the network was trained on.
+Segmentation also needs the image at its own size (:func:`decode_upload_full`): the mask is
+returned, and the lesion measured, there.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
 
-from lesionlens.data.images import ImageDecodeError, Preprocessing, preprocess_image
+from lesionlens.data.images import ImageDecodeError, Preprocessing, load_rgb, preprocess_image, resize_square
 from lesionlens.serving.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,26 @@ def _looks_like_text(head: bytes) -> bool:
 
 def decode_upload(data: bytes, pre: Preprocessing, max_pixels: int, name: str = "file") -> np.ndarray:
     """Check and decode one upload into the network's H x W x 3 uint8 view."""
+    fmt = _check_header(data, max_pixels, name)
+    with _decoder_errors(fmt, name):
+        return preprocess_image(data, pre, max_pixels=max_pixels)
+
+
+def decode_upload_full(data: bytes, pre: Preprocessing, max_pixels: int,
+                       name: str = "file") -> tuple[np.ndarray, np.ndarray]:
+    """Check and decode one upload into the network's view and the upright image at its own size
+    (H x W x 3 uint8), for a mask at that size and the lesion's colours. The view is exactly
+    :func:`decode_upload`'s: a JPEG is decoded a second time with the draft scaling that
+    training's and ``predict``'s decoding uses; a PNG's view is resized from the full image."""
+    fmt = _check_header(data, max_pixels, name)
+    with _decoder_errors(fmt, name):
+        full = load_rgb(data, draft_size=None, max_pixels=max_pixels)
+        view = preprocess_image(data, pre, max_pixels=max_pixels) if fmt == "JPEG" else resize_square(full, pre)
+        return view, np.asarray(full, dtype=np.uint8)
+
+
+def _check_header(data: bytes, max_pixels: int, name: str) -> str:
+    """The upload's format, once its header is readable and declares no more than ``max_pixels``."""
     fmt = sniff_format(data)
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
@@ -74,8 +98,14 @@ def decode_upload(data: bytes, pre: Preprocessing, max_pixels: int, name: str = 
         raise ApiError(413, "too_many_pixels",
                        f"{name}: {width}x{height} = {width * height:,} pixels is more than the limit of "
                        f"{max_pixels:,} (a guard against decompression bombs)")
+    return fmt
+
+
+@contextmanager
+def _decoder_errors(fmt: str, name: str) -> Iterator[None]:
+    """Decoding failures as 422 answers that name the file."""
     try:
-        return preprocess_image(data, pre, max_pixels=max_pixels)
+        yield
     except ImageDecodeError as e:
         raise ApiError(422, "undecodable_image", f"{name}: {_reason(e.__cause__ or e)}") from e
     except Exception as e:  # a decoder failure on hostile bytes is the sender's problem, not a 500

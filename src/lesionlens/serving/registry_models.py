@@ -142,6 +142,10 @@ class RegistryModels:
     def _load(self, digest: str) -> Served:
         served = Served.load(self.registry.bundle_path(digest), self.settings, expected_digest=digest,
                              name=self.registry.names().get(digest))
+        if served.model.task != "classification":
+            raise ValueError(f"it is a {served.model.task} bundle; serving from a registry takes classifiers only "
+                             f"(its swaps, shadow scoring and case store compare class answers): serve it on its own, "
+                             f"`lesionlens serve {served.model.card.path}`")
         if self.classes is not None and set(served.model.classes) != set(self.classes):  # the order may differ
             raise ValueError(f"its classes ({', '.join(served.model.classes)}) differ from the served model's "
                              f"({', '.join(self.classes)}); answers and labels are per class list: restart the server "

@@ -21,12 +21,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outputs:
-    logits: np.ndarray  # N x C
+    logits: np.ndarray | None  # N x C; None for a segmentation-only model
     features: np.ndarray | None  # N x K x h x w, for class-activation maps
+    masks: np.ndarray | None = None  # N x 1 x S x S lesion logits, for a model with a mask head
 
 
 class BundleModel:
-    """``BundleModel(path).run(x)``: logits (and feature maps) for a normalised N x 3 x H x W batch."""
+    """``BundleModel(path).run(x)``: logits (and feature maps), or mask logits, or both (a multi-task
+    model), for a normalised N x 3 x H x W batch."""
 
     def __init__(self, bundle: str | Path, int8: bool = False, threads: int = 1):
         self.card: Card = read_card(bundle)
@@ -45,6 +47,8 @@ class BundleModel:
                         "server predicts one view, so its decisions may differ a little from `lesionlens predict`",
                         self.card.path, self.card.tta)
         self.classes = self.card.classes
+        self.task = self.card.task
+        self.segmentation = self.card.segmentation  # threshold and clean-up of the mask head
         self.preprocessing = self.card.preprocessing
         self.threads = threads
         self.session = ort.InferenceSession(str(self.model_path), session_options(threads),
@@ -60,10 +64,25 @@ class BundleModel:
     def explains(self) -> bool:
         return self.cam_weight is not None
 
+    @property
+    def classifies(self) -> bool:
+        """Whether the graph has a classification head (``logits``)."""
+        return "logits" in self.output_names
+
+    @property
+    def segments(self) -> bool:
+        """Whether the graph has a mask head (``mask_logits``) and the card its threshold."""
+        return "mask_logits" in self.output_names and self.segmentation is not None
+
+    @property
+    def heads(self) -> list[str]:
+        """What the model answers: "classification", "segmentation" or both."""
+        return [name for name, has in (("classification", self.classifies), ("segmentation", self.segments)) if has]
+
     def run(self, x: np.ndarray, features: bool = True) -> Outputs:
-        names = self.output_names if features and self.explains else ["logits"]
-        values = self.session.run(names, {"image": x})
-        return Outputs(values[0], values[1] if len(values) > 1 else None)
+        names = [n for n in self.output_names if n != "features" or (features and self.explains)]
+        values = dict(zip(names, self.session.run(names, {"image": x})))
+        return Outputs(values.get("logits"), values.get("features"), values.get("mask_logits"))
 
 
 def session_options(threads: int) -> ort.SessionOptions:

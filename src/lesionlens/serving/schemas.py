@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from lesionlens.config import BodySite, Sex
+from lesionlens.evaluation.measurements import LesionMeasurements
 
 
 class ViewDecision(BaseModel):
@@ -46,6 +47,38 @@ class Prediction(BaseModel):
     heatmap: Heatmap | None = None
     disclaimer: str
     case_id: str | None = Field(None, description="the stored case, when the server keeps predictions (--store-predictions)")
+
+
+class SegmentTiming(Timing):
+    mask_ms: float = Field(description="the mask at the image's size, its outline and its measurements")
+
+
+class MaskRule(BaseModel):
+    threshold: float = Field(description="a pixel is lesion where its probability is at least this (the card's)")
+    keep_largest: bool = Field(description="only the largest 8-connected region is kept")
+    fill_holes: bool = Field(description="holes inside the lesion are filled")
+    resized: str = Field(description="how the network's square map was brought to the image's size")
+
+
+class Segmentation(BaseModel):
+    filename: str | None
+    lesion: bool = Field(description="whether a lesion was found; false (no pixel reached the threshold) is an "
+                                     "answer, not an error, and comes without outline and measurements")
+    width: int = Field(description="the uploaded image's width (upright, after its EXIF orientation): the mask's")
+    height: int
+    mask_png_base64: str = Field(description="8-bit greyscale PNG of the image's size: 255 on the lesion, 0 elsewhere")
+    outline: list[list[tuple[int, int]]] = Field(
+        description="the mask's outline as closed polygons: [x, y] pixel corners in the image's coordinates (x to "
+                    "the right, y down; the first vertex is not repeated), the lesion on the right of each (outer "
+                    "boundaries clockwise on the screen, holes anticlockwise); only the corners where it turns")
+    measurements: LesionMeasurements | None = Field(
+        description="lesionlens.evaluation.measurements: area, perimeter, compactness and solidity (border), "
+                    "asymmetry about both principal axes, maximum Feret diameter, the dermoscopic colours; the _mm "
+                    "fields when mm_per_pixel was given")
+    mask_rule: MaskRule
+    model: ModelRef
+    timing: SegmentTiming
+    disclaimer: str
 
 
 class ErrorBody(BaseModel):

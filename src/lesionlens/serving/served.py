@@ -84,8 +84,9 @@ class Served:
         finally:
             self.users -= 1
 
-    async def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits (and feature maps) for a normalised batch, through the batcher when batching."""
+    async def infer(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Logits, feature maps and mask logits (each None where the model has none) for a normalised
+        batch, through the batcher when batching."""
         if self.batcher is not None:
             return await self.batcher.submit(x)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, x)
@@ -110,9 +111,9 @@ class Served:
             await self.batcher.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         out = self.model.run(x)
-        return out.logits, out.features
+        return out.logits, out.features, out.masks
 
     def info(self) -> dict:
         """The ``model`` object of every answer."""

@@ -1,5 +1,6 @@
 """What a request asks of the model: decode uploads in parallel, run the current model (batched or
-not) off the event loop, and turn logits into probabilities, decisions and heatmaps."""
+not) off the event loop, and turn logits into probabilities, decisions and heatmaps, or mask logits
+into the lesion's mask and measurements (:mod:`lesionlens.serving.segment`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lesionlens.explain.cam import class_activation_maps, overlay_png
 from lesionlens.serving.decode import decode_upload
 from lesionlens.serving.errors import ApiError
 from lesionlens.serving.runtime import BundleModel
+from lesionlens.serving.segment import require_head, segment_upload
 from lesionlens.serving.served import Served
 from lesionlens.serving.settings import ServeSettings
 
@@ -64,8 +66,16 @@ class PredictionService:
         """One result per upload: a prediction dict, or the ApiError that says why there is none. The
         model is taken once, so every result of a request names the same model."""
         served = self.current
+        require_head(served.model, "classification")
         with served.in_use():
             return await self._predict(served, uploads, explain)
+
+    async def segment(self, name: str, data: bytes, mm_per_pixel: float | None = None) -> dict:
+        """The lesion's mask, outline and measurements in one upload (:mod:`lesionlens.serving.segment`)."""
+        served = self.current
+        with served.in_use():
+            result = await segment_upload(served, self.decode_pool, self.settings.max_pixels, name, data, mm_per_pixel)
+            return result | {"model": served.info(), "disclaimer": NOT_A_DIAGNOSIS}
 
     async def _predict(self, served: Served, uploads: list[tuple[str, bytes]], explain: bool) -> list[dict | ApiError]:
         model = served.model
@@ -83,7 +93,7 @@ class PredictionService:
         images = np.stack([decoded[i] for i in good])
         x = normalize(images, model.preprocessing)
         t = time.perf_counter()
-        logits, features = await served.infer(x)
+        logits, features, _ = await served.infer(x)
         model_ms = (time.perf_counter() - t) * 1000
         info, basis = served.info(), decision_basis(model)
         for row, (i, answer) in enumerate(zip(good, answers(model, logits))):

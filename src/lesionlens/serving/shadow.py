@@ -121,7 +121,7 @@ class ShadowScorer:
                     log.error("shadow decoding failed: %r", d)
             if not good:
                 return
-            logits, _ = await served.infer(normalize(np.stack([d for _, d in good]), pre))
+            logits, _, _ = await served.infer(normalize(np.stack([d for _, d in good]), pre))
             latency_ms = (time.perf_counter() - started) * 1000 / len(good)
             rows = answers(served.model, logits)
         self.counts.answered += len(rows)

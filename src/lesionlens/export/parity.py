@@ -1,0 +1,58 @@
+"""The check an export must pass before the card records it: the ONNX graph's outputs against
+PyTorch's on the same real images.
+
+- class logits: the calibrated probabilities (the card's decision rule) may differ by at most
+  ``TOLERANCE`` for every class of every image;
+- mask logits: the lesion probabilities may differ by at most ``TOLERANCE`` at every pixel, and the
+  masks the server and ``predict`` make of them (thresholded and cleaned up with the card's
+  settings, :func:`~lesionlens.evaluation.mask_ops.postprocess_mask`) must be identical, pixel for
+  pixel: a probability within ``TOLERANCE`` of the threshold could still flip a pixel, and a mask
+  that differs from the evaluated one is not the model the card describes.
+
+A failed check raises :class:`~lesionlens.export.check.ExportError` saying by how much and where.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lesionlens.bundle.schema import SegmentationInfo
+from lesionlens.decision import DecisionRule
+from lesionlens.evaluation.mask_ops import mask_probabilities, postprocess_mask
+from lesionlens.export.check import ExportError
+
+TOLERANCE = 1e-4  # largest allowed |p_onnx - p_torch| over every class, or every pixel, of every checked image
+
+
+def check_classes(onnx_logits: np.ndarray, torch_logits: np.ndarray, rule: DecisionRule, source: str) -> dict:
+    """The class-probability check; returns its record (``max_abs_prob_diff``, ``top1_agreement``)."""
+    p_onnx, p_torch = rule.probabilities(onnx_logits), rule.probabilities(torch_logits)
+    diff = float(np.abs(p_onnx - p_torch).max())
+    if diff > TOLERANCE:
+        raise ExportError(f"ONNX probabilities differ from PyTorch's by up to {diff:.2e} on {source} "
+                          f"(allowed {TOLERANCE:.0e}); nothing was written")
+    return {"max_abs_prob_diff": diff, "tolerance": TOLERANCE,
+            "top1_agreement": float((p_onnx.argmax(1) == p_torch.argmax(1)).mean())}
+
+
+def check_masks(onnx_mask_logits: np.ndarray, torch_mask_logits: np.ndarray, seg: SegmentationInfo,
+                source: str) -> dict:
+    """The mask check; returns its record (``max_abs_mask_prob_diff``, the pixels compared and how
+    many differ after the clean-up: always 0 in a record, since any other count is refused)."""
+    p_onnx, p_torch = mask_probabilities(onnx_mask_logits), mask_probabilities(torch_mask_logits)
+    diff = float(np.abs(p_onnx - p_torch).max()) if p_onnx.size else 0.0
+    if diff > TOLERANCE:
+        worst = int(np.abs(p_onnx - p_torch).reshape(len(p_onnx), -1).max(axis=1).argmax())
+        raise ExportError(f"ONNX lesion probabilities differ from PyTorch's by up to {diff:.2e} (worst on image "
+                          f"#{worst} of {source}; allowed {TOLERANCE:.0e}); nothing was written")
+    clean = dict(threshold=seg.threshold, keep_largest=seg.keep_largest, fill_holes=seg.keep_largest)
+    m_onnx, m_torch = postprocess_mask(p_onnx, **clean), postprocess_mask(p_torch, **clean)
+    differing = m_onnx != m_torch
+    if differing.any():
+        images = np.flatnonzero(differing.reshape(len(differing), -1).any(axis=1))
+        raise ExportError(f"the ONNX masks differ from PyTorch's in {int(differing.sum())} pixels of {len(images)} "
+                          f"image(s) (first: #{int(images[0])} of {source}) after thresholding at {seg.threshold} "
+                          "and the clean-up, though the probabilities agree within "
+                          f"{TOLERANCE:.0e} (pixels at the threshold); nothing was written")
+    return {"max_abs_mask_prob_diff": diff, "mask_tolerance": TOLERANCE, "mask_pixels": int(differing.size),
+            "mask_pixels_differing": 0, "mask_threshold": seg.threshold, "keep_largest": seg.keep_largest}
