@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lesionlens.data.formats import CsvLayout, ImageFinder, read_csv_table
+from lesionlens.data.formats import CsvLayout, ImageFinder, read_csv_table, read_folder
 from lesionlens.data.images import IMAGE_SUFFIXES, ImageDecodeError, Preprocessing
 from lesionlens.data.load import read_table
 from lesionlens.data.masks import MaskError, find_mask, isic2017_mask_folder, preprocess_mask, read_mask, upright_size
@@ -90,8 +90,6 @@ def aligned_masks(table: ImageTable, masks: dict[str, np.ndarray]) -> np.ndarray
 
 def _image_folder(folder: Path) -> ImageTable:
     """``images/`` of a folder pair: class folders (labelled), or a flat folder (one class, ``lesion``)."""
-    from lesionlens.data.formats import read_folder
-
     if any(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir()):
         return check_table(read_folder(folder))
     records = [dict(image_id=f.stem, path=str(f), label=LESION, group=None, partition=None, source=str(folder),

@@ -51,14 +51,14 @@ def fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezeP
     best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     history = epoch_table(out / "logs")
-    kept = int(history.index[-1]) if cfg.data.train_on_val else _best_epoch(history, cfg.train.monitor)
+    kept = int(history.index[-1]) if cfg.data.train_on_val else best_epoch(history, cfg.train.monitor)
     run = {
         "epochs_run": int(trainer.current_epoch),
         "best_epoch": kept,
         "best_score": (float(checkpoint.best_model_score)
                        if checkpoint.best_model_score is not None and not cfg.data.train_on_val else None),
         "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
-        "train_images_per_s": _median(history, "train_images_per_s"),
+        "train_images_per_s": median_of(history, "train_images_per_s"),
     }
     return module.model.cpu().eval(), run
 
@@ -118,13 +118,13 @@ def build_loaders(cfg: RunConfig, pre: Preprocessing, data: PreparedData, target
     return train_loader, val_loader
 
 
-def _best_epoch(history, monitor: str) -> int | None:
+def best_epoch(history, monitor: str) -> int | None:
     if monitor not in history or history[monitor].isna().all():
         return None
     return int(history[monitor].idxmin() if monitor == "val_loss" else history[monitor].idxmax())
 
 
-def _median(history, column: str) -> float | None:
+def median_of(history, column: str) -> float | None:
     return round(float(history[column].median()), 2) if column in history and history[column].notna().any() else None
 
 

@@ -114,7 +114,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
     from lesionlens.evaluation.evaluate import evaluate_model
     from lesionlens.evaluation.files import write_evaluation
     from lesionlens.training.fit import TrainResult, resolve_preprocessing, split_rows
-    from lesionlens.training.loop import _best_epoch, _median, build_trainer
+    from lesionlens.training.loop import best_epoch, median_of, build_trainer
     from lesionlens.training.curves import epoch_table
     from lesionlens.training.segment_module import Segmenter
 
@@ -174,7 +174,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
                                     m["macro_auc_grade"], m["per_class"], m["binary"], cfg.data.train_on_val)
         calibration, operating_points = rule.calibration, rule.operating_points
         files |= {name: str(p.relative_to(out)) for name, p in written.files.items()}
-    kept = int(history.index[-1]) if cfg.data.train_on_val else _best_epoch(history, cfg.train.monitor)
+    kept = int(history.index[-1]) if cfg.data.train_on_val else best_epoch(history, cfg.train.monitor)
     card = write_card(
         out, task=cfg.train.task,
         model=ModelInfo(f"{cfg.model.name}", len(classes), "linear", cfg.model.drop_rate, cfg.model.pretrained,
@@ -187,7 +187,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
             else f"cpu ({torch.get_num_threads()} threads)",
             epochs_run=int(trainer.current_epoch), best_epoch=kept,
             best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-            train_images_per_s=_median(history, "train_images_per_s")),
+            train_images_per_s=median_of(history, "train_images_per_s")),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
                          SPLIT_FILE, cfg.train.seed, len(table.issues), leakage.record(cfg.data.allow_leakage)),
         validation=validation, calibration=calibration, operating_points=operating_points, files=files,
