@@ -36,6 +36,20 @@ def load_model(card: Card) -> nn.Module:
     return model.eval()
 
 
+def load_classifier(card: Card) -> nn.Module:
+    """The bundle's network as a classifier (class logits only): a multi-task U-Net through its
+    classification head. A segmentation-only bundle has no class head: the error says so."""
+    if card.task == "segmentation":
+        raise ValueError(f"{card.path}: a segmentation bundle has no classification head; `lesionlens predict` gives "
+                         "its masks, a multitask or classification bundle gives classes")
+    model = load_model(card)
+    if card.task == "multitask":
+        from lesionlens.models.unet import ClassifierView
+
+        return ClassifierView(model).eval()
+    return model
+
+
 # Test-time augmentation: the views of each image whose logits are averaged. "flips" is the
 # horizontal and vertical mirror images; "d4" adds the 90-degree rotations (all 8 symmetries of the
 # square). Dermoscopy has no up or down, so every view is an image the model could have seen.
@@ -112,7 +126,7 @@ class Predictor:
         tta = self.card.resolve_tta(tta)  # None: the test-time augmentation the bundle was fitted with
         if tta not in TTA_VIEWS:
             raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {choices(Tta)}")
-        self.model = load_model(self.card)
+        self.model = load_classifier(self.card)
         self.preprocessing = self.card.preprocessing
         self.classes = self.card.classes
         self.rule = self.card.rule

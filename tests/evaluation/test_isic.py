@@ -68,3 +68,17 @@ def test_partial_auc_of_a_perfect_and_a_random_ranking():
     yr = rng.integers(0, 2, 20000)
     # a random score's ROC is the diagonal: under it, from fpr 0.8 to 1, the area is (1 - 0.8^2) / 2
     assert partial_auc_above_sensitivity(yr, rng.random(20000)) == pytest.approx(0.18, abs=0.01)
+
+
+def test_one_diagnosis_against_the_rest_by_its_name_or_its_ham10000_code():
+    from lesionlens.evaluation.result import class_vs_rest
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]])
+    y_true = np.array([0, 2, 1])
+    isic = ["melanoma", "nevus", "seborrheic_keratosis"]
+    truth, score = class_vs_rest(isic, y_true, probs, "bkl")
+    assert truth.tolist() == [False, True, False] and score.tolist() == [0.1, 0.6, 0.3]
+    assert class_vs_rest(isic, y_true, probs, "melanoma")[0].tolist() == [True, False, False]
+    assert class_vs_rest(["akiec", "bkl", "mel"], y_true, probs, "mel")[1].tolist() == [0.1, 0.6, 0.3]
+    with pytest.raises(ValueError, match="no class 'vasc'"):
+        class_vs_rest(isic, y_true, probs, "vasc")

@@ -19,7 +19,7 @@ from lesionlens.data.load import PreparedData, prepare, read_table
 from lesionlens.data.table import ImageTable
 from lesionlens.decision import DecisionRule
 from lesionlens.evaluation.result import Evaluation
-from lesionlens.inference import load_model, predict_logits
+from lesionlens.inference import load_classifier, predict_logits
 from lesionlens.quality.leakage import check_against_training, enforce
 
 log = logging.getLogger(__name__)
@@ -98,5 +98,5 @@ def predict_split(card: Card, data_path: str | Path, out: Path | None = None, fm
     rows, what = choose_rows(data, card, split, allow_leakage)
     description = f"{card.architecture} on {Path(data_path).name} ({what}, {len(rows)} images" + \
                   (f", TTA {tta})" if tta != "none" else ")")
-    ev = evaluate_model(load_model(card), card.classes, pre, data, rows, description, card.rule, tta, progress)
+    ev = evaluate_model(load_classifier(card), card.classes, pre, data, rows, description, card.rule, tta, progress)
     return ev, out

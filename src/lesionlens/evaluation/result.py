@@ -123,11 +123,15 @@ class Evaluation:
         return BinaryView(view, [self.classes[k] for k in positive], np.isin(self.y_true, positive),
                           decided["score"], decided["positive"], self.operating_points.get(view))
 
+    def class_vs_rest(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(truth, score) of one diagnosis against all the others: see :func:`class_vs_rest`."""
+        return class_vs_rest(self.classes, self.y_true, self.probs, name)
+
     def binary_views(self) -> dict[str, BinaryView]:
         views = {v: self.binary(v) for v in VIEW_CLASSES}
         return {k: v for k, v in views.items() if v is not None and v.y_true.any() and (~v.y_true).any()}
 
-    def with_rule(self, rule: DecisionRule) -> "Evaluation":
+    def with_rule(self, rule: DecisionRule) -> Evaluation:
         """The same predictions under another decision rule (no new inference)."""
         if self.logits is None:
             raise ValueError("changing the temperature needs the evaluation's logits")
@@ -157,7 +161,7 @@ class Evaluation:
         cm = self.confusion_matrix()
         return json_safe({
             "description": self.description,
-            "n_images": int(len(self.y_true)),
+            "n_images": len(self.y_true),
             "classes": self.classes,
             "classes_present": [c for c, n in zip(self.classes, cm.sum(axis=1)) if n > 0],
             "accuracy": self.accuracy,
@@ -201,3 +205,19 @@ def json_safe(obj):
     if isinstance(obj, (np.floating,)):
         return json_safe(float(obj))
     return obj
+
+
+def class_vs_rest(classes: list[str], y_true: np.ndarray, probs: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, score) of one diagnosis against all the others, the figures ISIC 2017 ranks (melanoma
+    AUC, seborrheic-keratosis AUC). ``name`` is a class, or a HAM10000 code a class stands for
+    (``bkl`` finds ``seborrheic_keratosis``; a HAM10000 model's ``bkl`` scores ISIC's SK images)."""
+    from lesionlens.data.labels import canonical
+
+    codes = [canonical(c) or c for c in classes]
+    if name in classes:
+        k = list(classes).index(name)
+    elif (canonical(name) or name) in codes:
+        k = codes.index(canonical(name) or name)
+    else:
+        raise ValueError(f"no class {name!r} among {list(classes)}")
+    return np.asarray(y_true) == k, np.asarray(probs)[:, k]

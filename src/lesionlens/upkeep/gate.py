@@ -250,11 +250,11 @@ def check_bundle(role: str, card: Card, gs: GateSet, cache_dir: str | None = Non
 def predict_gate_set(bundle: GateBundle, data: PreparedData, gs: GateSet, progress: bool = True) -> Evaluation:
     """The bundle's evaluation on every gate image, with its own decision rule and test-time augmentation."""
     from lesionlens.evaluation.evaluate import evaluate_model
-    from lesionlens.inference import load_model
+    from lesionlens.inference import load_classifier
 
     card = bundle.card
     description = f"{card.architecture} ({bundle.role} {card.name}) on gate set {gs.name} ({len(data.table)} images)"
-    return evaluate_model(load_model(card), card.classes, card.preprocessing, data, np.arange(len(data.table)),
+    return evaluate_model(load_classifier(card), card.classes, card.preprocessing, data, np.arange(len(data.table)),
                           description, card.rule, card.tta, progress)
 
 
