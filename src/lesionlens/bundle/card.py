@@ -159,7 +159,7 @@ def write_card(folder: Path, *, model: ModelInfo, classes: list[str], label_view
         "model": model,
         "classes": list(classes),
         "label_view": label_view,
-        "preprocessing": preprocessing.to_dict(),
+        "preprocessing": _relative(preprocessing, folder).to_dict(),
         "inference": {"tta": tta},
         "training": training,
         "data": dataset,
@@ -245,7 +245,7 @@ def _parse(folder: Path, raw: dict, path: Path) -> Card:
             model=_section(ModelInfo, raw, "model", where),
             classes=_get(raw, "classes", list, where),
             label_view=raw.get("label_view", "all"),
-            preprocessing=Preprocessing.from_dict(_get(raw, "preprocessing", dict, where)),
+            preprocessing=_preprocessing(_get(raw, "preprocessing", dict, where), folder),
             tta=raw.get("inference", {}).get("tta", "none"),
             training=_section(TrainingInfo, raw, "training", where),
             dataset=_section(DataInfo, raw, "data", where),
@@ -272,6 +272,17 @@ def _onnx(raw: dict, where: str) -> OnnxInfo:
     int8 = build(Int8Info, raw["int8"], f"{where}: onnx.int8") if raw.get("int8") else None
     return dataclasses.replace(build(OnnxInfo, {**raw, "cam": None, "int8": None}, f"{where}: onnx"),
                                cam=cam, int8=int8)
+
+
+def _preprocessing(raw: dict, folder: Path) -> Preprocessing:
+    """The card's preprocessing; a crop-then-classify segmenter's path is taken from the bundle."""
+    pre = Preprocessing.from_dict(raw)
+    return pre if pre.lesion_crop is None else dataclasses.replace(pre, lesion_crop=pre.lesion_crop.resolved(folder))
+
+
+def _relative(pre: Preprocessing, folder: Path) -> Preprocessing:
+    """As written into a card: a segmenter inside the bundle is named relative to it (the bundle moves whole)."""
+    return pre if pre.lesion_crop is None else dataclasses.replace(pre, lesion_crop=pre.lesion_crop.relative_to(folder))
 
 
 def _get(raw: dict, key: str, kind: type, where: str):

@@ -44,6 +44,8 @@ def decode_images(paths: list[Path], pre: Preprocessing, cache_dir: str | Path |
     key = hashlib.sha256(json.dumps({
         "version": _VERSION, "digests": digests, "size": pre.image_size,
         "interpolation": pre.interpolation, "resize": pre.resize,
+        # crop-then-classify: the segmenter (by its graph's digest) and the margin shape the images too
+        **({"lesion_crop": [pre.lesion_crop.digest, pre.lesion_crop.margin]} if pre.lesion_crop else {}),
     }).encode()).hexdigest()[:32]
     folder = cache_root(cache_dir) / "images"
     data_file, meta_file = folder / f"{key}.npy", folder / f"{key}.json"

@@ -7,7 +7,7 @@ Torch-free on purpose: training (through the cache), ``predict`` and the server 
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,12 +25,36 @@ _RESAMPLE = {
 
 
 @dataclass(frozen=True)
+class LesionCrop:
+    """Segment, then classify: the image is cut to the box around the lesion a segmentation bundle
+    finds (grown by ``margin`` of its side on every side, squared where the image allows) before it
+    is resized for the classifier. :mod:`lesionlens.data.crop` does it."""
+
+    segmenter: str  # the segmentation bundle's folder; in a card, relative to the classifier's bundle
+    margin: float = 0.15
+    digest: str = ""  # sha256 of the segmenter's ONNX graph: a changed segmenter is refused, and keys the cache
+
+    def relative_to(self, folder: Path) -> LesionCrop:
+        """The same crop with the segmenter's path relative to ``folder`` where it lies inside it."""
+        path = Path(self.segmenter)
+        try:
+            return LesionCrop(str(path.resolve().relative_to(Path(folder).resolve())), self.margin, self.digest)
+        except ValueError:
+            return self
+
+    def resolved(self, folder: Path) -> LesionCrop:
+        """The same crop with a relative segmenter path taken from ``folder`` (the bundle's)."""
+        path = Path(self.segmenter)
+        return self if path.is_absolute() else LesionCrop(str(Path(folder) / path), self.margin, self.digest)
+
+
+@dataclass(frozen=True)
 class Preprocessing:
     """How a file becomes the network's input; travels with the weights and with every bundle.
 
     ``resize="squash"`` scales the whole image to a square (nothing of the lesion is cut off; the
     HAM10000 images in ../shared were made this way); ``"crop"`` keeps the aspect ratio and cuts
-    the centre square.
+    the centre square. ``lesion_crop`` first cuts the image to its lesion (crop-then-classify).
     """
 
     image_size: int = 224
@@ -38,22 +62,29 @@ class Preprocessing:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: Literal["bilinear", "bicubic", "lanczos", "nearest"] = "bicubic"
     resize: Literal["squash", "crop"] = "squash"
+    lesion_crop: LesionCrop | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.lesion_crop is None:
+            del d["lesion_crop"]  # cards of bundles without it stay as they were
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
+    def from_dict(cls, d: dict) -> Preprocessing:
+        crop = d.get("lesion_crop")
         return cls(
             image_size=int(d["image_size"]),
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
             interpolation=d.get("interpolation", "bicubic"),
             resize=d.get("resize", "squash"),
+            lesion_crop=None if crop is None else LesionCrop(str(crop["segmenter"]), float(crop["margin"]),
+                                                             str(crop.get("digest", ""))),
         )
 
-    def resized(self, image_size: int) -> "Preprocessing":
-        return Preprocessing(image_size, self.mean, self.std, self.interpolation, self.resize)
+    def resized(self, image_size: int) -> Preprocessing:
+        return replace(self, image_size=image_size)
 
 
 class ImageDecodeError(ValueError):
@@ -144,8 +175,15 @@ def restore_geometry(values: np.ndarray, size: tuple[int, int], pre: Preprocessi
 
 def preprocess_image(source: str | Path | bytes, pre: Preprocessing,
                      max_pixels: int | None = 100_000_000) -> np.ndarray:
-    """File -> HxWx3 uint8 at the bundle's size: the cached form of an image."""
-    return resize_square(load_rgb(source, draft_size=pre.image_size, max_pixels=max_pixels), pre)
+    """File -> HxWx3 uint8 at the bundle's size: the cached form of an image (cut to its lesion
+    first where the preprocessing says so)."""
+    if pre.lesion_crop is None:
+        return resize_square(load_rgb(source, draft_size=pre.image_size, max_pixels=max_pixels), pre)
+    from lesionlens.data.crop import CROP_DRAFT, crop_to_lesion
+
+    img = load_rgb(source, draft_size=CROP_DRAFT * pre.image_size, max_pixels=max_pixels)
+    name = "upload" if isinstance(source, bytes) else str(source)
+    return resize_square(crop_to_lesion(img, pre.lesion_crop, name), pre)
 
 
 def normalize(batch: np.ndarray, pre: Preprocessing) -> np.ndarray:

@@ -173,11 +173,19 @@ class MaskError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
-def preprocess_mask(mask: np.ndarray, pre: Preprocessing) -> np.ndarray:
+def preprocess_mask(mask: np.ndarray, pre: Preprocessing, image: Path | None = None) -> np.ndarray:
     """A bool H x W mask at its image's full size -> bool S x S at ``pre.image_size``, by the image's
-    own geometry (:func:`~lesionlens.data.images.resize_square`) with nearest neighbour."""
+    own geometry (:func:`~lesionlens.data.images.resize_square`) with nearest neighbour. With a
+    lesion crop in ``pre`` the mask is cut to the box its ``image`` is cut to, so the two stay aligned."""
     nearest = Preprocessing(pre.image_size, pre.mean, pre.std, "nearest", pre.resize)
     img = Image.fromarray(np.asarray(mask, bool).astype(np.uint8) * 255, "L").convert("RGB")
+    if pre.lesion_crop is not None:
+        if image is None:
+            raise ValueError("a mask for a bundle that crops to the lesion needs its image (the crop box comes from it)")
+        from lesionlens.data.crop import lesion_box
+
+        box = lesion_box(image, pre, img.size)
+        img = img if box is None else img.crop(box)
     return resize_square(img, nearest)[..., 0] > 127
 
 
@@ -199,7 +207,7 @@ def load_pairs(pairs: MaskPairs | Sequence[MaskPair], pre: Preprocessing) -> tup
             issues.append(DataIssue(str(e.path), None, None, e.problem))
             continue
         images.append(image)
-        masks.append(preprocess_mask(mask, pre))
+        masks.append(preprocess_mask(mask, pre, Path(pair.image)))
     if issues:
         raise DataError(issues)
     s = pre.image_size

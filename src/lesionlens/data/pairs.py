@@ -75,7 +75,7 @@ def load_masks(table: ImageTable, pre: Preprocessing) -> dict[str, np.ndarray]:
         if pos in table.bad_rows:
             continue
         try:
-            masks[image_id] = preprocess_mask(read_mask(Path(mask), upright_size(Path(image))), pre)
+            masks[image_id] = preprocess_mask(read_mask(Path(mask), upright_size(Path(image))), pre, Path(image))
         except MaskError as e:
             table.flag(pos, f"mask {e.path.name}: {e.problem}")
         except ImageDecodeError as e:

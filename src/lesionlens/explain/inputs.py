@@ -114,7 +114,7 @@ def _attach_masks(images: Images, paths: list[Path], pre: Preprocessing, folder:
     for pair in pairs.pairs:
         i = index[Path(pair.image)]
         try:
-            masks[i] = preprocess_mask(read_mask(pair.mask, upright_size(pair.image)), pre)
+            masks[i] = preprocess_mask(read_mask(pair.mask, upright_size(pair.image)), pre, Path(pair.image))
         except MaskError as e:
             issues.append(DataIssue(str(e.path), None, None, e.problem))
             continue

@@ -59,6 +59,10 @@ class BundleModel:
             cam_path = _checked(self.card.path / record.cam.file, record.cam.sha256)
             with np.load(cam_path, allow_pickle=False) as head:
                 self.cam_weight = head["weight"].astype(np.float32)
+        if self.preprocessing.lesion_crop is not None:  # crop-then-classify: load and check the segmenter now,
+            from lesionlens.data.crop import segmenter  # not at the first upload
+
+            segmenter(self.preprocessing.lesion_crop)
 
     @property
     def explains(self) -> bool:

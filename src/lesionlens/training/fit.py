@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,20 @@ class TrainResult:
         return self.evaluation.metrics
 
 
-def resolve_preprocessing(cfg: RunConfig) -> Preprocessing:
+def resolve_preprocessing(cfg: RunConfig, out: Path | None = None, resume: bool = False) -> Preprocessing:
+    """The run's preprocessing: the weights' own, at the configured size; with ``model.lesion_crop``
+    the segmenter is copied into the bundle ``out`` first (kept as it is when resuming)."""
     spec = get_spec(cfg.model.name)
     pre = spec.preprocessing_for(cfg.model.pretrained)
     pre = pre.resized(cfg.model.image_size) if cfg.model.image_size else pre
     spec.check_input_size(pre.image_size)
+    if cfg.model.lesion_crop:
+        from lesionlens.data.crop import bundle_segmenter
+
+        if out is None:
+            raise ValueError("model.lesion_crop: the segmenter is copied into the bundle; no bundle folder was given")
+        pre = replace(pre, lesion_crop=bundle_segmenter(cfg.model.lesion_crop, out, cfg.model.crop_margin,
+                                                        reuse=resume))
     return pre
 
 
@@ -112,6 +121,21 @@ def describe_plan(cfg: RunConfig, pre: Preprocessing, n_train: int, n_val: int) 
     return f"about to {how} at {pre.image_size} px on {n_train:,} images, validating on {n_val:,}{seen}"
 
 
+def trained(out: Path, cfg: RunConfig | None = None, progress: bool = True) -> Path:
+    """The bundle in ``out``, made once: read back when finished, resumed from its last checkpoint
+    when interrupted, else trained with ``cfg`` (benchmarks that resume step by step use this)."""
+    out = Path(out)
+    if (out / "card.json").is_file():
+        return out
+    if (out / "checkpoints" / "last.ckpt").is_file():
+        train(load_config(out / "config.yaml"), out, resume=True, progress=progress)
+    elif cfg is None:
+        raise FileNotFoundError(f"{out}: no finished or interrupted run, and no configuration to train one")
+    else:
+        train(cfg, out, progress=progress)
+    return out
+
+
 def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train, keep the best epoch by ``cfg.train.monitor`` and write the bundle to ``out``."""
     out = Path(out)
@@ -137,7 +161,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     cfg.save(out / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
-    pre = resolve_preprocessing(cfg)
+    pre = resolve_preprocessing(cfg, out, resume)
     data, leakage = load_training_data(cfg, pre, out, progress)
     table = data.table
     train_rows, val_rows = split_rows(cfg, data, out)

@@ -47,6 +47,9 @@ def check_task(cfg: RunConfig) -> None:
         if cfg.train.monitor == "val_jaccard":
             raise ConfigError("train.monitor val_jaccard needs --task segmentation or multitask")
         return
+    if cfg.model.lesion_crop:
+        raise ConfigError(f"--task {cfg.train.task}: model.lesion_crop (crop-then-classify) is for classifiers; a "
+                          "segmentation network sees the whole image")
     if cfg.train.strategy not in SEGMENTATION_STRATEGIES:
         raise ConfigError(f"--task {cfg.train.task} trains the whole U-Net: strategy must be one of "
                           f"{list(SEGMENTATION_STRATEGIES)}, got {cfg.train.strategy!r}")
