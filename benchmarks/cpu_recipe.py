@@ -28,7 +28,7 @@ from lesionlens.config import load_config
 from lesionlens.evaluation.bootstrap import confidence_intervals
 from lesionlens.evaluation.evaluate import predict_split
 from lesionlens.training.curves import epoch_table
-from lesionlens.training.fit import train
+from lesionlens.training.fit import trained as train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,14 +42,7 @@ def trained(bundle: Path | None, config: Path, data: Path, weights: Path, out: P
     """``bundle`` if given, else the recipe trained on ``data`` into ``out`` (resumed if interrupted)."""
     if bundle is not None:
         return bundle
-    if (out / "card.json").is_file():
-        return out
-    if (out / "checkpoints" / "last.ckpt").is_file():
-        train(load_config(out / "config.yaml"), out, resume=True, progress=True)
-        return out
-    cfg = load_config(config, {"data.path": str(data), "model.weights": str(weights), **overrides})
-    train(cfg, out, progress=True)
-    return out
+    return train_once(out, load_config(config, {"data.path": str(data), "model.weights": str(weights), **overrides}))
 
 
 def scored(bundle: Path, data: Path, split: str, tta: str, resamples: int, allow_leakage: bool = False):

@@ -12,8 +12,10 @@ segmentation recipe by default) and --set overrides.
    training minutes, and the minutes (and epoch) at which validation Jaccard first reached 0.70.
    Masks are scored at the masks' own 256 px: the probabilities are resized to it (bilinear)
    before thresholding and the clean-up, so the figure does not depend on the input size.
-2. The loss comparison (--losses): one run per loss at the same epochs, seed and budget; each
-   loss's mean Jaccard and its paired difference from the first with a paired bootstrap interval.
+2. The loss comparison (--losses): one run per loss at the same epochs, seed and budget (the
+   recipe's run is its own loss's arm); each loss's mean Jaccard and its paired difference from the
+   first with a paired bootstrap interval. With --set (say a smaller image size and fewer epochs)
+   and another --out, the comparison runs at a smaller budget than the recipe's.
 A finished run is read back from its bundle; an interrupted one resumes.
 """
 
@@ -32,10 +34,13 @@ from lesionlens.config import load_config, parse_assignment
 from lesionlens.data.images import preprocess_image
 from lesionlens.data.masks import find_mask, read_mask
 from lesionlens.evaluation.mask_ops import postprocess_mask
-from lesionlens.evaluation.segmentation import compare_segmentations, evaluate_segmentation
+from lesionlens.evaluation.segmentation import (
+    compare_segmentations,
+    evaluate_segmentation,
+)
 from lesionlens.inference import load_model, predict_mask_probabilities
 from lesionlens.training.curves import epoch_table
-from lesionlens.training.fit import train
+from lesionlens.training.fit import trained as train_once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -58,21 +63,16 @@ def main() -> int:
     print_recipe(main_run, scored["recipe"])
     losses = [x for x in args.losses.split(",") if x]
     if losses:
-        runs = {loss: trained(args, f"loss-{loss}", {**overrides, "segment.loss": loss}) for loss in losses}
-        print_losses({loss: score(run) for loss, run in runs.items()}, runs)
+        recipe_loss = read_card(main_run).segmentation.loss  # its run is that loss's arm
+        runs = {loss: main_run if loss == recipe_loss else trained(args, f"loss-{loss}", {**overrides, "segment.loss": loss})
+                for loss in losses}
+        print_losses({loss: scored["recipe"] if run == main_run else score(run) for loss, run in runs.items()}, runs)
     return 0
 
 
 def trained(args, name: str, overrides: dict) -> Path:
-    out = args.out / name
-    if (out / "card.json").is_file():
-        return out
-    if (out / "checkpoints" / "last.ckpt").is_file():
-        train(load_config(out / "config.yaml"), out, resume=True)
-        return out
     cfg = load_config(args.config, {"data.path": str(args.data), "model.weights": str(args.weights), **overrides})
-    train(cfg, out)
-    return out
+    return train_once(args.out / name, cfg)
 
 
 def score(bundle: Path):
@@ -124,7 +124,7 @@ def print_losses(scores: dict, runs: dict) -> None:
         summary = ev.summary
         d = None if name == reference else compare_segmentations(scores[reference], ev)
         diff = "" if d is None else f"{d.interval} (p = {d.p_value:.3f})"
-        print(f"  {name:<14}{str(summary['mean_jaccard']):<26}{ev.counts['failures']:<10}"
+        print(f"  {name:<14}{summary['mean_jaccard']!s:<26}{ev.counts['failures']:<10}"
               f"{card.training.fit_time_s / 60:<9.1f}{diff}")
 
 
