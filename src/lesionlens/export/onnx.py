@@ -192,7 +192,8 @@ def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
         lines.append(f"  lesion masks checked against PyTorch on {c['images']}: max |p_onnx - p_torch| over "
                      f"{c['mask_pixels']:,} pixels = {c['max_abs_mask_prob_diff']:.2e} (allowed "
                      f"{c['mask_tolerance']:.0e}); masks after thresholding at {c['mask_threshold']:g} and the "
-                     f"clean-up identical ({c['mask_pixels_differing']} pixels differ)")
+                     f"clean-up identical except at ties ({c['mask_pixels_differing']} of "
+                     f"{c.get('mask_pixels_at_threshold', 0)} pixels within {c['mask_tolerance']:.0e} of the threshold differ)")
     if info.cam is not None:
         g = info.cam.gradcam_check
         lines.append(f"  class-activation maps: {bundle / info.cam.file}; correlation with PyTorch Grad-CAM over "

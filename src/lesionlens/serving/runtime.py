@@ -43,9 +43,10 @@ class BundleModel:
         self.runtime = f"onnxruntime {ort.__version__} ({'int8' if int8 else 'fp32'})"
         self.rule = self.card.rule
         if self.card.tta != "none":
-            log.warning("%s: its temperature and operating points were fitted with test-time augmentation %s; the "
-                        "server predicts one view, so its decisions may differ a little from `lesionlens predict`",
-                        self.card.path, self.card.tta)
+            fitted = ("its masks were evaluated" if self.card.task == "segmentation"
+                      else "its temperature and operating points were fitted")
+            log.warning("%s: %s with test-time augmentation %s; the server predicts one view, so its answers may "
+                        "differ a little from `lesionlens predict`", self.card.path, fitted, self.card.tta)
         self.classes = self.card.classes
         self.task = self.card.task
         self.segmentation = self.card.segmentation  # threshold and clean-up of the mask head
