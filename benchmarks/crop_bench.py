@@ -84,7 +84,10 @@ def pair(plain: Path, crop_out: Path, crop: dict, test_data: Path) -> dict:
 
 def scored(bundle: Path, data: Path):
     with tempfile.TemporaryDirectory() as tmp:
-        ev, _ = predict_split(read_card(bundle), data, Path(tmp), split="test", progress=False)
+        # The official partitions share 6 copies between training and test (README, "Checking a data
+        # set"): the challenge protocol scores the 600 test images as they are, and so do both arms.
+        ev, _ = predict_split(read_card(bundle), data, Path(tmp), split="test", progress=False,
+                              allow_leakage=True)
     return ev
 
 

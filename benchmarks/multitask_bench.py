@@ -86,7 +86,9 @@ def test_scores(bundle: Path, data: Path) -> dict:
                 "classes": saved["classes"].tolist(), "card": read_card(bundle)}
     card = read_card(bundle)
     with tempfile.TemporaryDirectory() as tmp:
-        ev, _ = predict_split(card, data, Path(tmp), split="test", progress=False)
+        # The official partitions share 6 copies between training and test (README, "Checking a data
+        # set"): the challenge protocol scores the 600 test images as they are, and so do both arms.
+        ev, _ = predict_split(card, data, Path(tmp), split="test", progress=False, allow_leakage=True)
     np.savez(cache, probs=ev.probs, y_true=ev.y_true, ids=np.array(ev.image_ids), classes=np.array(ev.classes))
     return {"probs": ev.probs, "y_true": ev.y_true, "ids": list(ev.image_ids), "classes": list(ev.classes),
             "card": card}
