@@ -36,6 +36,8 @@ Optimizer = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadel
 Schedule = Literal["constant", "step", "exponential", "inverse_time", "cosine", "plateau"]
 ClassWeights = Literal["none", "balanced", "sqrt"]
 Sampler = Literal["shuffle", "balanced"]
+# Where training runs: Lightning picks a GPU when there is one ("auto"), or the CPU.
+Accelerator = Literal["auto", "cpu", "gpu"]
 Monitor = Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss", "val_jaccard"]
 # What a run learns: a label per image, a lesion mask per image, or both from one encoder.
 Task = Literal["classification", "segmentation", "multitask"]
@@ -186,7 +188,7 @@ class TrainConfig:
     features_classifier: FeaturesClassifier = option(
         "logistic", "features: the scikit-learn classifier on the embeddings", group="transfer learning")
     epochs: int = option(4, "passes over the training images")
-    batch_size: int = option(32, "images per step")
+    batch_size: int = option(32, "images per step (the global batch: shared out among the processes under DDP)")
     optimizer: Optimizer = option("adamw", "the update rule")
     lr: float = option(1e-3, "base learning rate")
     momentum: float = option(0.9, "for momentum, nesterov and rmsprop", cli=False)
@@ -221,6 +223,17 @@ class TrainConfig:
     seed: int = option(0, "seeds the split, the initialisation and the batches")
     max_minutes: float | None = option(None, "stop training after this long (the best epoch so far is kept)")
     channels_last: bool = option(True, "channels-last memory: 1.6x faster convolutions on a CPU", cli=False)
+    # Distributed data parallel (lesionlens.training.distributed): one process per device, each on a
+    # disjoint share of every global batch of batch_size images, gradients averaged across them.
+    devices: int = option(1, "processes per machine (one per GPU, or CPU processes); more than one trains with DDP, "
+                             "launched by `lesionlens train` itself, or by torchrun / srun", group="distributed")
+    num_nodes: int = option(1, "machines in a torchrun or SLURM job (each starts --devices processes)",
+                            group="distributed")
+    accelerator: Accelerator = option("auto", "auto: a GPU when there is one, else the CPU", group="distributed")
+    # Off: per-process statistics are what DDP users get by default and cost no communication; on,
+    # a multi-process run normalises over the global batch as one process does.
+    sync_batchnorm: bool = option(False, "under DDP on GPUs, batch-norm statistics over the global batch",
+                                  group="distributed")
 
 
 @dataclass

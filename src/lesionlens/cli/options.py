@@ -17,7 +17,7 @@ from typing import Any
 from lesionlens.config import parse_assignment, settings
 
 GROUP_TITLES = {"data": "data", "model": "model", "train": "training", "segment": "segmentation"}
-GROUP_ORDER = ("data", "model", "transfer learning", "training", "segmentation")
+GROUP_ORDER = ("data", "model", "transfer learning", "training", "distributed", "segmentation")
 
 
 def flag_name(key: str, f: dataclasses.Field) -> str:

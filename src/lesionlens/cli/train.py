@@ -113,7 +113,9 @@ def _train(args: argparse.Namespace) -> int:
         log.warning("--resume uses the settings saved in %s/config.yaml; other flags are ignored", args.out)
     cfg = load_config(args.config, overrides)
     quiet_lightning(args)
-    print(training_summary(train(cfg, args.out, resume=args.resume, progress=not args.quiet)))
+    result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    if result is not None:  # None: another process than 0 of a multi-process run, which writes nothing
+        print(training_summary(result))
     return 0
 
 

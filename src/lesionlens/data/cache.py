@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from lesionlens.config import cache_root
@@ -48,15 +49,23 @@ def decode_images(paths: list[Path], pre: Preprocessing, cache_dir: str | Path |
         **({"lesion_crop": [pre.lesion_crop.digest, pre.lesion_crop.margin]} if pre.lesion_crop else {}),
     }).encode()).hexdigest()[:32]
     folder = cache_root(cache_dir) / "images"
-    data_file, meta_file = folder / f"{key}.npy", folder / f"{key}.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Several training processes (DDP) or runs may want the same entry at once: the first decodes,
+    # the others wait for it and read it.
+    with FileLock(folder / f"{key}.lock"):
+        return _read_or_decode(paths, pre, folder / key, digests, failures, workers, progress)
+
+
+def _read_or_decode(paths: list[Path], pre: Preprocessing, stem: Path, digests: list[str | None],
+                    failures: dict[int, str], workers: int, progress: bool) -> DecodedImages:
+    data_file, meta_file = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if data_file.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         failures.update({int(k): v for k, v in meta["failures"].items()})
         log.info("read %d decoded images from the cache %s", len(paths), data_file)
         return DecodedImages(np.load(data_file, mmap_mode="r"), digests, failures, data_file)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{key}.{os.getpid()}.tmp.npy"
+    tmp = stem.parent / f"{stem.name}.{os.getpid()}.tmp.npy"
     size = pre.image_size
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
 

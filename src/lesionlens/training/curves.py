@@ -88,6 +88,8 @@ class LearningCurves(L.Callback):
         self.log_dir, self.path, self.monitor = log_dir, path, monitor
 
     def _draw(self, trainer: L.Trainer) -> None:
+        if not trainer.is_global_zero:  # process 0 writes the run's files
+            return
         for logger in trainer.loggers:
             logger.save()
         plot_learning_curves(self.log_dir, self.path, self.monitor)

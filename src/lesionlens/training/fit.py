@@ -33,6 +33,7 @@ from lesionlens.models.freeze import set_trainable
 from lesionlens.models.registry import create_model, get_spec
 from lesionlens.quality.leakage import LeakageCheck, check_split, enforce
 from lesionlens.training.curves import plot_learning_curves
+from lesionlens.training.distributed import World, check_distributed, world_of
 from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
 from lesionlens.training.loop import fit_network
@@ -56,9 +57,11 @@ class TrainResult:
         return self.evaluation.metrics
 
 
-def resolve_preprocessing(cfg: RunConfig, out: Path | None = None, resume: bool = False) -> Preprocessing:
+def resolve_preprocessing(cfg: RunConfig, out: Path | None = None, resume: bool = False,
+                          world: World = World(0, 1)) -> Preprocessing:
     """The run's preprocessing: the weights' own, at the configured size; with ``model.lesion_crop``
-    the segmenter is copied into the bundle ``out`` first (kept as it is when resuming)."""
+    the segmenter is copied into the bundle ``out`` first (kept as it is when resuming; processes
+    other than 0 of a multi-process run use process 0's copy)."""
     spec = get_spec(cfg.model.name)
     pre = spec.preprocessing_for(cfg.model.pretrained)
     pre = pre.resized(cfg.model.image_size) if cfg.model.image_size else pre
@@ -68,15 +71,21 @@ def resolve_preprocessing(cfg: RunConfig, out: Path | None = None, resume: bool 
 
         if out is None:
             raise ValueError("model.lesion_crop: the segmenter is copied into the bundle; no bundle folder was given")
-        pre = replace(pre, lesion_crop=bundle_segmenter(cfg.model.lesion_crop, out, cfg.model.crop_margin,
-                                                        reuse=resume))
+        from filelock import FileLock
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        with FileLock(Path(out) / ".segmenter.lock"):
+            crop = bundle_segmenter(cfg.model.lesion_crop, out, cfg.model.crop_margin,
+                                    reuse=resume or not world.is_zero)
+        pre = replace(pre, lesion_crop=crop)
     return pre
 
 
-def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path,
-                       progress: bool = True) -> tuple[PreparedData, LeakageCheck]:
+def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: bool = True,
+                       world: World = World(0, 1)) -> tuple[PreparedData, LeakageCheck]:
     """Read, relabel, decode (cached) and split the training data (test rows are left out), and
-    check the split for leakage: refused unless ``cfg.data.allow_leakage``."""
+    check the split for leakage: refused unless ``cfg.data.allow_leakage``. Process 0 writes the
+    bad-input report."""
     if not cfg.data.path:
         raise ValueError("no training data: pass --data PATH (a folder, a CSV or an official layout)")
     table = read_table(cfg.data.path, cfg.data.format, cfg.data.images, cfg.data.group_column)
@@ -86,22 +95,25 @@ def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path,
         log.info("leaving the %d test images of %s out of training", test.sum(), cfg.data.path)
         table = table.subset(~test)
     data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir,
-                   report=out / "data_issues.csv", progress=progress)
+                   report=out / "data_issues.csv" if world.is_zero else None, progress=progress and world.is_zero)
     split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
     leakage = check_split(split, data.images.array)
     enforce(leakage, cfg.data.allow_leakage, f"{cfg.data.path}: the training split")
     return PreparedData(split, data.images), leakage
 
 
-def split_rows(cfg: RunConfig, data: PreparedData, out: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Write the split file; the rows to train on and those to validate on (with
+def split_rows(cfg: RunConfig, data: PreparedData, out: Path,
+               world: World = World(0, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """Write the split file (process 0); the rows to train on and those to validate on (with
     ``data.train_on_val`` the validation rows are trained on too)."""
-    write_split(data.table, out / SPLIT_FILE)
+    if world.is_zero:
+        write_split(data.table, out / SPLIT_FILE)
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(val_rows) == 0 or len(train_rows) == 0:
         raise ValueError(f"{cfg.data.path}: need both training and validation images, "
                          f"got {len(train_rows)} and {len(val_rows)}")
-    if cfg.data.train_on_val:
+    check_distributed(cfg, world, len(train_rows), len(val_rows))
+    if cfg.data.train_on_val and world.is_zero:
         log.warning("data.train_on_val: training on the %d validation images too; the last epoch is kept and "
                     "the validation figures are not a held-out estimate", len(val_rows))
         train_rows = np.concatenate([train_rows, val_rows])
@@ -136,8 +148,10 @@ def trained(out: Path, cfg: RunConfig | None = None, progress: bool = True) -> P
     return out
 
 
-def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train, keep the best epoch by ``cfg.train.monitor`` and write the bundle to ``out``."""
+def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> TrainResult | None:
+    """Train, keep the best epoch by ``cfg.train.monitor`` and write the bundle to ``out``. In a
+    multi-process run (``train.devices`` x ``train.num_nodes`` > 1) every process calls it; process 0
+    writes the bundle and gets the result, the others get None."""
     out = Path(out)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     if resume:
@@ -145,32 +159,37 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
             raise FileNotFoundError(f"{last_ckpt}: nothing to resume (no checkpoint from an earlier run)")
         cfg = load_config(out / "config.yaml")
         log.info("resuming %s from %s", out, last_ckpt)
-    elif last_ckpt.is_file() or (out / "card.json").is_file():  # a features run has no checkpoint
+    world = world_of(cfg)
+    if not world.is_zero:
+        logging.getLogger("lesionlens").setLevel(logging.WARNING)  # process 0 tells the story
+    elif not resume and (last_ckpt.is_file() or (out / "card.json").is_file()):  # a features run has no checkpoint
         raise FileExistsError(f"{out} already holds a run; use --resume to continue it or another --out")
     check_task(cfg)  # before any data is read: a combination that cannot run fails at once
     check_strategy(cfg)
+    check_distributed(cfg, world)
     if cfg.data.train_on_val and cfg.train.patience is not None:
         raise ConfigError("data.train_on_val keeps the last epoch: it cannot be combined with early stopping "
                           "(train.patience)")
     if cfg.train.task != "classification":
         from lesionlens.training.segment_fit import train_segmentation
 
-        return train_segmentation(cfg, out, resume, progress)
+        return train_segmentation(cfg, out, resume, progress, world)
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
+    if world.is_zero:
+        cfg.save(out / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
-    pre = resolve_preprocessing(cfg, out, resume)
-    data, leakage = load_training_data(cfg, pre, out, progress)
+    pre = resolve_preprocessing(cfg, out, resume, world)
+    data, leakage = load_training_data(cfg, pre, out, progress, world)
     table = data.table
-    train_rows, val_rows = split_rows(cfg, data, out)
+    train_rows, val_rows = split_rows(cfg, data, out, world)
     targets = table.targets()
     classes = table.classes
     log.info("classes %s; train %d, validation %d images", classes, len(train_rows), len(val_rows))
 
     log.info("%s", describe_plan(cfg, pre, len(train_rows), len(val_rows)))
-    expected = None if resume else estimate(cfg, len(train_rows), pre.image_size)
+    expected = None if resume or not world.is_zero else estimate(cfg, len(train_rows), pre.image_size)
     if expected is not None:
         log.info("expected training time: %s", expected.describe())
     model = create_model(cfg.model.name, len(classes), pretrained=cfg.model.pretrained,
@@ -194,7 +213,11 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
                "train_images_per_s": round(len(train_rows) / max(fit_seconds, 1e-9), 2)}
     else:
         fitted = None
-        model, run = fit_network(cfg, out, model, plan, pre, data, targets, train_rows, val_rows, resume, progress)
+        fitted_network = fit_network(cfg, out, model, plan, pre, data, targets, train_rows, val_rows, resume,
+                                     progress, world)
+        if fitted_network is None:  # another process than 0 of a multi-process run: process 0 writes the bundle
+            return None
+        model, run = fitted_network
         fit_seconds = time.perf_counter() - fit_started
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from lesionlens.config import RunConfig
 from lesionlens.data.dataset import CachedImages, balanced_sampler, class_weights
@@ -26,26 +26,32 @@ from lesionlens.data.images import Preprocessing
 from lesionlens.data.load import PreparedData
 from lesionlens.data.transforms import train_transform
 from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume
+from lesionlens.training.distributed import World, trainer_settings
 from lesionlens.training.module import MONITOR_MODE, Classifier
 from lesionlens.training.progress import EpochReport
+from lesionlens.training.shards import GlobalBatchShard, StridedShard
 from lesionlens.training.strategies import FreezePlan, GradualUnfreezing
 
 
 def fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezePlan, pre: Preprocessing,
                 data: PreparedData, targets: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-                resume: bool, progress: bool) -> tuple[torch.nn.Module, dict]:
-    """Gradient training on Lightning; returns the best epoch's model and what the card says of the run."""
+                resume: bool, progress: bool, world: World) -> tuple[torch.nn.Module, dict] | None:
+    """Gradient training on Lightning; returns the best epoch's model and what the card says of the run
+    (in process 0; the other processes of a multi-process run get None once training is done)."""
     classes = data.table.classes
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = build_loaders(cfg, pre, data, targets, train_rows, val_rows)
+    train_loader, val_loader = build_loaders(cfg, pre, data, targets, train_rows, val_rows, world)
     weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights)
     prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
     module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior,
                         optimized=plan.optimized(), lr_scale=plan.lr_scale())
     trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, plan)
     last_ckpt = out / "checkpoints" / "last.ckpt"
+    distinct_draws(cfg, world)
     trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
+    if not trainer.is_global_zero:
+        return None
 
     # With data.train_on_val the validation images are training images: no epoch is chosen on them.
     best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
@@ -82,7 +88,7 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
     if cfg.train.patience is not None:
         callbacks.append(EarlyStopping(cfg.train.monitor, mode=mode, patience=cfg.train.patience))
     last_ckpt = out / "checkpoints" / "last.ckpt"
-    if resume:
+    if resume and trainer_is_zero(cfg):
         keep_log_for_resume(out / "logs", torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
     loggers = [CSVLogger(out, name="", version="logs")]
     if _tensorboard_available():
@@ -90,8 +96,7 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
         max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
-        accelerator="auto", devices=1, precision="16-mixed" if torch.cuda.is_available() else "32-true",
-        callbacks=callbacks, logger=loggers, log_every_n_steps=min(10, steps_per_epoch),
+        **trainer_settings(cfg), callbacks=callbacks, logger=loggers, log_every_n_steps=min(10, steps_per_epoch),
         gradient_clip_val=cfg.train.gradient_clip, gradient_clip_algorithm="norm",
         enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -100,21 +105,35 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
 
 
 def build_loaders(cfg: RunConfig, pre: Preprocessing, data: PreparedData, targets: np.ndarray,
-                  train_rows: np.ndarray, val_rows: np.ndarray) -> tuple[DataLoader, DataLoader]:
+                  train_rows: np.ndarray, val_rows: np.ndarray, world: World) -> tuple[DataLoader, DataLoader]:
     cache_rows = data.table.frame["cache_row"].to_numpy()
     train_ds = CachedImages(data.images.array, cache_rows[train_rows], targets[train_rows],
                             train_transform(cfg.augment))
     val_ds = CachedImages(data.images.array, cache_rows[val_rows], targets[val_rows], lambda x: x)
     sampler = balanced_sampler(targets[train_rows], cfg.train.seed) if cfg.train.sampler == "balanced" else None
+    return sharded_loaders(cfg, train_ds, val_ds, sampler, 2 * cfg.train.batch_size, world)
+
+
+def sharded_loaders(cfg: RunConfig, train_ds, val_ds, sampler, val_batch: int,
+                    world: World) -> tuple[DataLoader, DataLoader]:
+    """The training loader (shuffled, or drawn by ``sampler``) and the validation loader; under DDP,
+    this process's share of each (:mod:`lesionlens.training.shards`)."""
     workers = cfg.data.num_workers
     if workers is None:
         workers = min(8, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
+    batch, drop_last = cfg.train.batch_size, len(train_ds) > cfg.train.batch_size
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    if world.distributed:
+        # the one-process order, drawn alike by every process, then each process's slice of it
+        order = sampler if sampler is not None else RandomSampler(train_ds, generator=generator)
+        sampler = GlobalBatchShard(order, world.rank, world.size, batch, drop_last)
+        batch, drop_last = batch // world.size, False
     train_loader = DataLoader(
-        train_ds, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
-        num_workers=workers, persistent_workers=workers > 0, drop_last=len(train_ds) > cfg.train.batch_size,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
+        train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+        num_workers=workers, persistent_workers=workers > 0, drop_last=drop_last, generator=generator,
     )
-    val_loader = DataLoader(val_ds, batch_size=2 * cfg.train.batch_size, shuffle=False, num_workers=0)
+    val_sampler = StridedShard(len(val_ds), world.rank, world.size) if world.distributed else None
+    val_loader = DataLoader(val_ds, batch_size=val_batch, shuffle=False, sampler=val_sampler, num_workers=0)
     return train_loader, val_loader
 
 
@@ -126,6 +145,19 @@ def best_epoch(history, monitor: str) -> int | None:
 
 def median_of(history, column: str) -> float | None:
     return round(float(history[column].median()), 2) if column in history and history[column].notna().any() else None
+
+
+def distinct_draws(cfg: RunConfig, world: World) -> None:
+    """Every process starts from the same seed (the same initial weights, the same epoch order);
+    from here each draws its own augmentation and dropout, as one process draws them per image."""
+    if world.distributed and world.rank:
+        torch.manual_seed(cfg.train.seed + world.rank)
+
+
+def trainer_is_zero(cfg: RunConfig) -> bool:
+    from lesionlens.training.distributed import world_of
+
+    return world_of(cfg).is_zero
 
 
 def _tensorboard_available() -> bool:

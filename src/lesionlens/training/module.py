@@ -14,6 +14,7 @@ from lesionlens.data.images import Preprocessing
 from lesionlens.evaluation import metrics as M
 from lesionlens.data.transforms import to_input
 from lesionlens.models.freeze import keep_frozen_norms_in_eval
+from lesionlens.training.distributed import gather_rows, reduce_sum
 from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penalty
 
 # monitored validation metric -> whether larger ("max") or smaller ("min") is better
@@ -46,10 +47,11 @@ class Classifier(L.LightningModule):
                 raise ValueError("logit adjustment needs the training class frequencies")
             bias = cfg.logit_adjustment * torch.log(class_prior.clamp_min(1e-12))
         self.register_buffer("logit_bias", bias, persistent=False)
-        self._val_probs: list[torch.Tensor] = []
+        self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
         self.images_seen = 0
         self.loss_sum = 0.0
+        self._totals: tuple[int, list[float]] | None = None  # (epoch, the processes' summed totals)
         self.epoch_started = self.last_batch_ended = 0.0
         self.fit_started: float | None = None
 
@@ -76,23 +78,24 @@ class Classifier(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.last_batch_ended = time.perf_counter()
 
-    @property
-    def train_loss_mean(self) -> float:
-        """This epoch's mean training loss so far."""
-        return self.loss_sum / max(self.images_seen, 1)
-
-    @property
-    def train_images_per_s(self) -> float:
-        """This epoch's training throughput, data loading included, validation excluded."""
-        return self.images_seen / max(self.last_batch_ended - self.epoch_started, 1e-9)
+    def epoch_totals(self) -> tuple[float, float]:
+        """The finished epoch's mean training loss and training throughput (images/s, data loading
+        included, validation excluded), over all processes of a multi-process run: each process's
+        rate adds up. Every process must call it (the first call of an epoch sums across them)."""
+        if self._totals is None or self._totals[0] != self.current_epoch:
+            rate = self.images_seen / max(self.last_batch_ended - self.epoch_started, 1e-9)
+            self._totals = (self.current_epoch, reduce_sum([self.loss_sum, self.images_seen, rate]))
+        loss_sum, images, rate = self._totals[1]
+        return loss_sum / max(images, 1), rate
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
         loss = self._loss(logits, targets)  # the data term; the L1 penalty is not logged as loss
         n = len(targets)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
-        self.log("train_accuracy", (logits.argmax(1) == targets).float().mean(), on_epoch=True, batch_size=n)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("train_accuracy", (logits.argmax(1) == targets).float().mean(), on_epoch=True, batch_size=n,
+                 sync_dist=True)
         self.images_seen += n
         self.loss_sum += float(loss.detach()) * n
         if self.cfg.l1 > 0:
@@ -100,31 +103,44 @@ class Classifier(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train_images_per_s", self.train_images_per_s)
+        self.log("train_images_per_s", self.epoch_totals()[1], sync_dist=True)  # the same sum in every process
         # minutes since this fit began (a resumed run counts from its restart), validation included:
         # what "how long until the model was this good" reads
-        self.log("elapsed_minutes", (time.perf_counter() - (self.fit_started or self.epoch_started)) / 60)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log("elapsed_minutes", (time.perf_counter() - (self.fit_started or self.epoch_started)) / 60,
+                 sync_dist=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, targets = batch
-        logits = self(images)
-        self.log("val_loss", self._loss(logits, targets), on_epoch=True, batch_size=len(targets))
-        self._val_probs.append(torch.softmax(logits.float(), 1).cpu())
+        self._val_logits.append(self(images).float().cpu())
         self._val_targets.append(targets.cpu())
 
-    def on_validation_epoch_end(self) -> None:
-        if not self._val_probs:
-            return
-        probs = torch.cat(self._val_probs).numpy()
-        targets = torch.cat(self._val_targets).numpy()
-        self._val_probs.clear()
+    @property
+    def n_val(self) -> int:
+        """Validation images in all (every process's share)."""
+        return len(self.trainer.val_dataloaders.dataset)
+
+    def _gathered_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The epoch's validation logits and targets of every process, in the rows' order."""
+        logits, targets = gather_rows([torch.cat(self._val_logits).numpy(), torch.cat(self._val_targets).numpy()],
+                                      self.n_val)
+        self._val_logits.clear()
         self._val_targets.clear()
+        return torch.from_numpy(logits), torch.from_numpy(targets)
+
+    def on_validation_epoch_end(self) -> None:
+        logits, targets = self._gathered_logits()
+        with torch.no_grad():  # the whole set's weighted loss, whatever the batches were
+            self.log("val_loss", float(self._loss(logits.to(self.device), targets.to(self.device))), sync_dist=True)
+        self._log_class_metrics(torch.softmax(logits, 1).numpy(), targets.numpy())
+
+    def _log_class_metrics(self, probs: np.ndarray, targets: np.ndarray) -> None:
+        # computed alike by every process from the gathered rows; sync_dist averages equal values
         cm = M.confusion_matrix(targets, probs.argmax(1), probs.shape[1])
-        self.log("val_accuracy", float(np.trace(cm) / max(cm.sum(), 1)), prog_bar=False)
-        self.log("val_balanced_accuracy", M.balanced_accuracy(cm), prog_bar=True)
+        self.log("val_accuracy", float(np.trace(cm) / max(cm.sum(), 1)), prog_bar=False, sync_dist=True)
+        self.log("val_balanced_accuracy", M.balanced_accuracy(cm), prog_bar=True, sync_dist=True)
         auc = M.macro_auc(targets, probs)
-        self.log("val_macro_auc", auc if np.isfinite(auc) else 0.5, prog_bar=True)
+        self.log("val_macro_auc", auc if np.isfinite(auc) else 0.5, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.cfg, self.optimized, self.lr_scale)

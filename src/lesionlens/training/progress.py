@@ -16,15 +16,18 @@ class EpochReport(L.Callback):
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loss, rate = pl_module.epoch_totals()  # every process takes part; process 0 prints
+        if not trainer.is_global_zero:
+            return
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         elapsed = time.perf_counter() - self.started
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        parts.append(f"train loss {pl_module.train_loss_mean:.3f}")
+        parts.append(f"train loss {loss:.3f}")
         val = [f"{label} {m[k]:.3f}" for k, label in (("val_loss", "val loss"), ("val_accuracy", "acc"),
                                                      ("val_balanced_accuracy", "bal. acc"),
                                                      ("val_macro_auc", "macro AUC"), ("val_jaccard", "Jaccard"),
                                                      ("val_dice", "Dice")) if k in m]
         if val:
             parts.append("  ".join(val))
-        parts.append(f"{pl_module.train_images_per_s:.1f} img/s, {int(elapsed // 60)}m{int(elapsed % 60):02d}s")
+        parts.append(f"{rate:.1f} img/s, {int(elapsed // 60)}m{int(elapsed % 60):02d}s")
         print(" | ".join(parts), file=self.stream, flush=True)

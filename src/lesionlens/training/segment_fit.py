@@ -33,6 +33,8 @@ from lesionlens.inference import predict_mask_probabilities
 from lesionlens.models.unet import ClassifierView, create_unet
 from lesionlens.quality.leakage import check_split, enforce
 from lesionlens.training.curves import plot_learning_curves
+from lesionlens.training.distributed import World
+from lesionlens.training.loop import sharded_loaders
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,8 @@ def check_task(cfg: RunConfig) -> None:
         cfg.train.monitor = "val_jaccard"
 
 
-def load_segmentation_data(cfg: RunConfig, pre: Preprocessing, out: Path,
-                           progress: bool = True) -> tuple[PreparedData, np.ndarray, object]:
+def load_segmentation_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: bool = True,
+                           world: World = World(0, 1)) -> tuple[PreparedData, np.ndarray, object]:
     """Read the image / mask table, decode the images (cached) and their masks, split and check for
     leakage. Returns the data, the masks in the table's row order, and the leakage check."""
     if not cfg.data.path:
@@ -86,8 +88,8 @@ def load_segmentation_data(cfg: RunConfig, pre: Preprocessing, out: Path,
         table = table.subset(~test)
     table = attach_masks(table, folders)
     masks = load_masks(table, pre)
-    data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir, report=out / "data_issues.csv",
-                   progress=progress)
+    data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir,
+                   report=out / "data_issues.csv" if world.is_zero else None, progress=progress and world.is_zero)
     split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
     leakage = check_split(split, data.images.array)
     enforce(leakage, cfg.data.allow_leakage, f"{cfg.data.path}: the training split")
@@ -95,42 +97,40 @@ def load_segmentation_data(cfg: RunConfig, pre: Preprocessing, out: Path,
 
 
 def build_pair_loaders(cfg: RunConfig, data: PreparedData, masks: np.ndarray, targets: np.ndarray,
-                       train_rows: np.ndarray, val_rows: np.ndarray) -> tuple[DataLoader, DataLoader]:
+                       train_rows: np.ndarray, val_rows: np.ndarray, world: World) -> tuple[DataLoader, DataLoader]:
     cache_rows = data.table.frame["cache_row"].to_numpy()
     train_ds = CachedPairs(data.images.array, cache_rows[train_rows], masks[train_rows], targets[train_rows],
                            train_transform(cfg.augment))
     val_ds = CachedPairs(data.images.array, cache_rows[val_rows], masks[val_rows], targets[val_rows])
-    train_loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, shuffle=True,
-                              drop_last=len(train_ds) > cfg.train.batch_size,
-                              generator=torch.Generator().manual_seed(cfg.train.seed),
-                              num_workers=cfg.data.num_workers or 0)
-    val_loader = DataLoader(val_ds, batch_size=cfg.train.batch_size, shuffle=False)
-    return train_loader, val_loader
+    return sharded_loaders(cfg, train_ds, val_ds, None, cfg.train.batch_size, world)
 
 
-def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True):
-    """Train (``cfg.train.task`` segmentation or multitask), keep the best epoch, write the bundle.
-    Called by :func:`lesionlens.training.fit.train`, which has checked the strategy."""
+def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
+                       world: World = World(0, 1)):
+    """Train (``cfg.train.task`` segmentation or multitask), keep the best epoch, write the bundle
+    (process 0 of a multi-process run; the others return None). Called by
+    :func:`lesionlens.training.fit.train`, which has checked the strategy."""
     import lightning as L
 
     from lesionlens.evaluation.calibrate import fit_rule
     from lesionlens.evaluation.evaluate import evaluate_model
     from lesionlens.evaluation.files import write_evaluation
     from lesionlens.training.fit import TrainResult, resolve_preprocessing, split_rows
-    from lesionlens.training.loop import best_epoch, median_of, build_trainer
+    from lesionlens.training.loop import best_epoch, build_trainer, distinct_draws, median_of
     from lesionlens.training.curves import epoch_table
     from lesionlens.training.segment_module import Segmenter
 
     started = time.perf_counter()
     check_task(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
+    if world.is_zero:
+        cfg.save(out / "config.yaml")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     multitask = cfg.train.task == "multitask"
     pre = resolve_preprocessing(cfg)
-    data, masks, leakage = load_segmentation_data(cfg, pre, out, progress)
+    data, masks, leakage = load_segmentation_data(cfg, pre, out, progress, world)
     table = data.table
-    train_rows, val_rows = split_rows(cfg, data, out)
+    train_rows, val_rows = split_rows(cfg, data, out, world)
     targets, classes = table.targets(), table.classes
     model = create_unet(cfg.model.name, len(classes), multitask=multitask, pretrained=cfg.model.pretrained,
                         weights=cfg.model.weights, drop_rate=cfg.model.drop_rate,
@@ -143,7 +143,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
              f"ImageNet weights from {model.pretrained_source}" if cfg.model.pretrained else "random initialisation")
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = build_pair_loaders(cfg, data, masks, targets, train_rows, val_rows)
+    train_loader, val_loader = build_pair_loaders(cfg, data, masks, targets, train_rows, val_rows, world)
     prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows),
                          dtype=torch.float32)
     weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights) if multitask else None
@@ -152,8 +152,11 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
     trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     fit_started = time.perf_counter()
+    distinct_draws(cfg, world)
     trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
     fit_seconds = time.perf_counter() - fit_started
+    if not trainer.is_global_zero:
+        return None
     best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     model = module.model.cpu().eval()

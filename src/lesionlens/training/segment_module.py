@@ -13,6 +13,7 @@ from torch import nn
 
 from lesionlens.config import SegmentConfig, TrainConfig
 from lesionlens.data.images import Preprocessing
+from lesionlens.training.distributed import gather_rows
 from lesionlens.training.module import Classifier
 from lesionlens.training.seg_losses import segmentation_loss
 
@@ -43,7 +44,7 @@ class Segmenter(Classifier):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self._losses(batch)
         n = len(batch[0])
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         self.images_seen += n
         self.loss_sum += float(loss.detach()) * n
         if self.cfg.l1 > 0:
@@ -55,26 +56,27 @@ class Segmenter(Classifier):
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, mask_logits, class_logits = self._losses(batch)
         masks = batch[1].bool()
-        self.log("val_loss", loss, on_epoch=True, batch_size=len(masks))
         predicted = torch.sigmoid(mask_logits.float()) > self.seg.threshold
         inter = (predicted & masks).flatten(1).sum(1)
         union = (predicted | masks).flatten(1).sum(1)
         sizes = predicted.flatten(1).sum(1) + masks.flatten(1).sum(1)
-        self._overlap.append(torch.stack([inter, union, sizes], 1).cpu())
+        # per image: intersection, union, |P| + |G|, and its batch's loss (the mean weighs images alike)
+        self._overlap.append(torch.stack([inter.double(), union.double(), sizes.double(),
+                                          loss.detach().double().expand(len(masks))], 1).cpu())
         if class_logits is not None:
-            self._val_probs.append(torch.softmax(class_logits.float(), 1).cpu())
+            self._val_logits.append(class_logits.float().cpu())
             self._val_targets.append(batch[2].cpu())
 
     def on_validation_epoch_end(self) -> None:
-        if not self._overlap:
-            return
-        inter, union, sizes = torch.cat(self._overlap).double().unbind(1)
+        (overlap,) = gather_rows([torch.cat(self._overlap).numpy()], self.n_val)
         self._overlap.clear()
+        inter, union, sizes, loss = torch.from_numpy(overlap).unbind(1)
         # an image with neither a true nor a predicted lesion is a perfect match
         jaccard = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
         dice = torch.where(sizes > 0, 2 * inter / sizes.clamp_min(1), torch.ones_like(sizes))
-        self.log("val_jaccard", float(jaccard.mean()), prog_bar=True)
-        self.log("val_dice", float(dice.mean()))
-        if self.multitask:
-            super().on_validation_epoch_end()  # accuracy, balanced accuracy, macro AUC of the class head
-
+        self.log("val_loss", float(loss.mean()), sync_dist=True)
+        self.log("val_jaccard", float(jaccard.mean()), prog_bar=True, sync_dist=True)
+        self.log("val_dice", float(dice.mean()), sync_dist=True)
+        if self.multitask:  # accuracy, balanced accuracy, macro AUC of the class head
+            logits, targets = self._gathered_logits()
+            self._log_class_metrics(torch.softmax(logits, 1).numpy(), targets.numpy())
