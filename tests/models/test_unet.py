@@ -53,6 +53,7 @@ def test_an_encoder_without_multiscale_features_is_refused():
         UNet(create_model("lenet5", 2))
 
 
+@pytest.mark.shared
 def test_pretrained_encoder_comes_from_the_registry_weights(shared):
     net = create_unet("efficientnet_lite0", 1, pretrained=True, weights=shared / "weights")
     assert "sha256 verified" in net.pretrained_source
