@@ -90,7 +90,8 @@ def test_two_processes_write_one_bundle(one_and_two):
 
 
 def test_two_processes_resume(setup, one_and_two):
-    """--resume after the run: a finished run stays finished; a fresh interrupted run resumes in 2 processes."""
+    """A 2-process run stopped after one epoch (its card removed, as if interrupted) resumes in 2
+    processes to the second."""
     root = setup[0]
     out = root / "interrupted"
     _ok(_train(setup, out, "--devices", "2", "--epochs", "1"))

@@ -46,7 +46,7 @@ def fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezeP
     prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
     module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior,
                         optimized=plan.optimized(), lr_scale=plan.lr_scale())
-    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, plan)
+    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, plan, world)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     distinct_draws(cfg, world)
     trainer.fit(module, train_loader, val_loader, ckpt_path=last_ckpt if resume else None, weights_only=True)
@@ -70,7 +70,8 @@ def fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezeP
 
 
 def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
-                  progress: bool, plan: FreezePlan | None = None) -> tuple[L.Trainer, ModelCheckpoint]:
+                  progress: bool, plan: FreezePlan | None = None,
+                  world: World = World(0, 1)) -> tuple[L.Trainer, ModelCheckpoint]:
     """A Lightning Trainer with the best-epoch checkpoint, learning curves, CSV (and TensorBoard)
     logs, optional early stopping and a one-line-per-epoch report."""
     mode = MONITOR_MODE[cfg.train.monitor]
@@ -88,7 +89,7 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
     if cfg.train.patience is not None:
         callbacks.append(EarlyStopping(cfg.train.monitor, mode=mode, patience=cfg.train.patience))
     last_ckpt = out / "checkpoints" / "last.ckpt"
-    if resume and trainer_is_zero(cfg):
+    if resume and world.is_zero:
         keep_log_for_resume(out / "logs", torch.load(last_ckpt, map_location="cpu", weights_only=True)["epoch"])
     loggers = [CSVLogger(out, name="", version="logs")]
     if _tensorboard_available():
@@ -152,12 +153,6 @@ def distinct_draws(cfg: RunConfig, world: World) -> None:
     from here each draws its own augmentation and dropout, as one process draws them per image."""
     if world.distributed and world.rank:
         torch.manual_seed(cfg.train.seed + world.rank)
-
-
-def trainer_is_zero(cfg: RunConfig) -> bool:
-    from lesionlens.training.distributed import world_of
-
-    return world_of(cfg).is_zero
 
 
 def _tensorboard_available() -> bool:

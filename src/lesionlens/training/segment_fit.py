@@ -149,7 +149,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
     weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights) if multitask else None
     module = Segmenter(model, cfg.train, cfg.segment, pre, len(train_loader), multitask=multitask,
                        class_weights=weights, class_prior=prior)
-    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress)
+    trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, world=world)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     fit_started = time.perf_counter()
     distinct_draws(cfg, world)
