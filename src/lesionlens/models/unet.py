@@ -145,8 +145,9 @@ def create_unet(name: str, num_classes: int, *, multitask: bool = False, pretrai
                 upsample: str = "resize") -> UNet:
     """A U-Net on the registered network ``name`` (its ImageNet weights where ``pretrained``); with
     ``multitask`` the network keeps a ``num_classes`` head beside the mask head."""
-    from lesionlens.models.registry import create_model
+    from lesionlens.models.registry import create_model, get_spec
 
+    get_spec(name).require(2, "a U-Net on a registered encoder (for volumes, unet3d is the U-Net)", output="classes")
     encoder = create_model(name, num_classes if multitask else 1, pretrained=pretrained, weights=weights,
                            drop_rate=drop_rate)
     return UNet(encoder if multitask else drop_classifier(encoder), decoder_width, upsample, with_classifier=multitask)
