@@ -4,8 +4,8 @@ No 3D medical data set can be downloaded where LesionLens is built and tested, s
 is checked on volumes drawn here. Each is one object in a 48 mm cube of background:
 
     solid      one filled ellipsoid (semi-axes 7-12 mm), randomly turned
-    shell      one hollow ellipsoid (semi-axes 10-14 mm, wall 3.5-4.5 mm: a cavity at least 11 mm across)
-    multiple   two to four separate balls (radius 3.5-5.5 mm)
+    shell      one hollow ellipsoid (semi-axes 11-15 mm, wall 5-6 mm: a cavity at least 10 mm across)
+    multiple   two to four separate balls (radius 4.5-6 mm)
 
 so the classes differ by shape (solid against hollow) and by count (one against several), not by
 brightness or size alone. Every volume is sampled at its own voxel size (0.9-1.8 mm along each axis,
@@ -82,15 +82,15 @@ def _object(kind: str, grid: list[np.ndarray], fov: float, rng: np.random.Genera
     if kind == "solid":
         return _ellipsoid(grid, centre, rng.uniform(7, 12, 3), _rotation(rng))
     if kind == "shell":
-        axes, wall, turn = rng.uniform(10, 14, 3), rng.uniform(3.5, 4.5), _rotation(rng)
+        axes, wall, turn = rng.uniform(11, 15, 3), rng.uniform(5.0, 6.0), _rotation(rng)
         return _ellipsoid(grid, centre, axes, turn) & ~_ellipsoid(grid, centre, axes - wall, turn)
     if kind == "multiple":
         balls: list[tuple[np.ndarray, float]] = []
         wanted = int(rng.integers(2, 5))
-        while len(balls) < wanted:  # separate balls (2 mm apart at least), inside a 20 mm sphere
+        while len(balls) < wanted:  # separate balls (2 mm apart at least), inside a 21 mm sphere
             c = np.full(3, fov / 2) + rng.uniform(-15, 15, 3)
-            r = float(rng.uniform(3.5, 5.5))
-            if np.linalg.norm(c - fov / 2) + r <= 20 and all(np.linalg.norm(c - c2) >= r + r2 + 2 for c2, r2 in balls):
+            r = float(rng.uniform(4.5, 6.0))
+            if np.linalg.norm(c - fov / 2) + r <= 21 and all(np.linalg.norm(c - c2) >= r + r2 + 2 for c2, r2 in balls):
                 balls.append((c, r))
         inside = np.zeros(np.broadcast_shapes(*(g.shape for g in grid)), bool)
         for c, r in balls:

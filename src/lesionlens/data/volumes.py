@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from scipy import ndimage
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
 # z-score over every voxel; z-score from the voxels that are not exactly zero (MRI skull-stripped or
@@ -203,6 +202,8 @@ def resample(array: np.ndarray, spacing: tuple[float, float, float], target: tup
 def resize(array: np.ndarray, shape: tuple[int, int, int], order: int = 1) -> np.ndarray:
     """``array`` resized to ``shape``; voxels are treated as cubes (grid mode), so the volume's
     extent maps exactly onto the new grid."""
+    from scipy import ndimage  # imported here: the torch-free server reads cards through this module
+
     if tuple(array.shape) == tuple(shape):
         return array.copy()
     factors = [n / o for n, o in zip(shape, array.shape)]
