@@ -45,6 +45,7 @@ from lesionlens.bundle.schema import (
 )
 from lesionlens.bundle.split import SplitRow, read_split
 from lesionlens.data.images import Preprocessing
+from lesionlens.data.volumes import VolumePreprocessing
 from lesionlens.decision import DecisionRule, OperatingPoint
 from lesionlens.digest import file_digest
 
@@ -72,7 +73,7 @@ class Card:
     model: ModelInfo
     classes: list[str]
     label_view: str
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | VolumePreprocessing  # a volume bundle's: grid, spacing, normalisation
     tta: str  # the test-time augmentation the rule was fitted with and is used with by default
     training: TrainingInfo
     dataset: DataInfo
@@ -90,6 +91,11 @@ class Card:
     @property
     def architecture(self) -> str:
         return self.model.architecture
+
+    @property
+    def is_volume(self) -> bool:
+        """A bundle for NIfTI volumes (a 3D model), not for 2D images."""
+        return isinstance(self.preprocessing, VolumePreprocessing)
 
     @property
     def name(self) -> str:
@@ -144,7 +150,8 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_card(folder: Path, *, model: ModelInfo, classes: list[str], label_view: str, preprocessing: Preprocessing,
+def write_card(folder: Path, *, model: ModelInfo, classes: list[str], label_view: str,
+               preprocessing: Preprocessing | VolumePreprocessing,
                tta: str, training: TrainingInfo, dataset: DataInfo, validation: ValidationInfo,
                calibration: CalibrationInfo | None, operating_points: dict[str, OperatingPointInfo],
                files: dict[str, str], task: str = "classification",
@@ -274,15 +281,18 @@ def _onnx(raw: dict, where: str) -> OnnxInfo:
                                cam=cam, int8=int8)
 
 
-def _preprocessing(raw: dict, folder: Path) -> Preprocessing:
-    """The card's preprocessing; a crop-then-classify segmenter's path is taken from the bundle."""
+def _preprocessing(raw: dict, folder: Path) -> Preprocessing | VolumePreprocessing:
+    """The card's preprocessing (a volume bundle's says ``"kind": "volume"``); a crop-then-classify
+    segmenter's path is taken from the bundle."""
+    if raw.get("kind") == "volume":
+        return VolumePreprocessing.from_dict(raw)
     pre = Preprocessing.from_dict(raw)
     return pre if pre.lesion_crop is None else dataclasses.replace(pre, lesion_crop=pre.lesion_crop.resolved(folder))
 
 
-def _relative(pre: Preprocessing, folder: Path) -> Preprocessing:
+def _relative(pre: Preprocessing | VolumePreprocessing, folder: Path) -> Preprocessing | VolumePreprocessing:
     """As written into a card: a segmenter inside the bundle is named relative to it (the bundle moves whole)."""
-    return pre if pre.lesion_crop is None else dataclasses.replace(pre, lesion_crop=pre.lesion_crop.relative_to(folder))
+    return pre if isinstance(pre, VolumePreprocessing) or pre.lesion_crop is None else dataclasses.replace(pre, lesion_crop=pre.lesion_crop.relative_to(folder))
 
 
 def _get(raw: dict, key: str, kind: type, where: str):

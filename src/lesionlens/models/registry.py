@@ -244,8 +244,13 @@ _SPECS = [
         "3D: ResNet-18 with 3D kernels (MONAI; MedicalNet's layout, stride-2 stem)", VOLUME, min_size=32, dims=3,
     ),
     ModelSpec(
+        "tiny_unet3d", lambda n, d: UNet3D(n, channels=(8, 16, 32, 64), drop_rate=d),
+        "3D: U-Net (MONAI) with 4 levels of 8-64 channels, for tests and smoke runs", VOLUME, min_size=8, dims=3,
+        output="mask", size_multiple=8,
+    ),
+    ModelSpec(
         "unet3d", lambda n, d: UNet3D(n, channels=(16, 32, 64, 128), drop_rate=d),
-        "3D: residual U-Net (MONAI) with 4 levels, one logit per voxel and mask channel",
+        "3D: U-Net (MONAI) with 4 levels of 16-128 channels, one logit per voxel and mask channel",
         VOLUME, min_size=8, dims=3, output="mask", size_multiple=8,
     ),
 ]
