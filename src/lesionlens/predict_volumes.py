@@ -3,7 +3,9 @@
 The bundle's card carries the :class:`~lesionlens.data.volumes.VolumePreprocessing` it was trained
 with (grid, spacing, normalisation), so a file is prepared exactly as in training, never re-declared
 here. Masks come back on the network's grid (the bundle's spacing and size, in the canonical RAS+
-orientation); their volume in mm^3 is the number of mask voxels times the grid's voxel volume.
+orientation, centred on the volume's centre), not on the file's own grid; their volume in mm^3 is
+the number of mask voxels times the grid's voxel volume. ``lesionlens predict`` calls
+:func:`predict_volume_paths` for a volume bundle.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from lesionlens.bundle.card import Card, read_card
 from lesionlens.bundle.schema import BundleError
-from lesionlens.data.volumes import preprocess_volume
+from lesionlens.data.volumes import VolumeError, is_volume_path, preprocess_volume
 
 
 def load_volume_model(card: Card) -> torch.nn.Module:
@@ -78,3 +80,57 @@ class VolumePredictor:
             voxel = float(np.prod(self.pre.spacing)) if self.pre.spacing else None
             return VolumePredictions(names, list(self.card.classes), masks=masks, voxel_mm3=voxel)
         return VolumePredictions(names, list(self.card.classes), probabilities=self.card.rule.probabilities(out))
+
+
+def collect_volumes(inputs: list[str | Path]) -> list[tuple[Path, str | None]]:
+    """NIfTI files named in ``inputs`` or found in its folders (recursively, sorted); a name that is
+    neither comes back with the reason."""
+    found: list[tuple[Path, str | None]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += [(f, None) for f in sorted(item.rglob("*")) if f.is_file() and is_volume_path(f)]
+        elif item.is_file():
+            found.append((item, None if is_volume_path(item) else "not a NIfTI file (.nii or .nii.gz)"))
+        else:
+            found.append((item, "no such file or folder"))
+    return found
+
+
+def predict_volume_paths(bundle: str | Path, inputs: list[str | Path], masks: str | Path | None = None) -> list[dict]:
+    """One row per volume: ``path, predicted, confidence, p_<class>...`` for a classification bundle;
+    ``path, volume_mm3, voxels, mask`` for a segmentation bundle, whose masks are written as NIfTI
+    files on the bundle's grid into ``masks``. A file that cannot be used gets its ``error``."""
+    import nibabel as nib
+
+    predictor = VolumePredictor(bundle)
+    if predictor.segments and masks is None:
+        raise ValueError(f"{bundle}: a segmentation bundle writes one mask per volume: give a folder for the masks")
+    rows = []
+    for path, error in collect_volumes(inputs):
+        row: dict = {"path": str(path)}
+        if error is None:
+            try:
+                p = predictor.predict([path])
+            except VolumeError as e:
+                error = e.problem
+        if error is not None:
+            rows.append({**row, "error": error})
+            continue
+        if predictor.segments:
+            out = Path(masks) / f"{_stem(path)}_mask.nii.gz"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            spacing = predictor.pre.spacing or (1.0, 1.0, 1.0)
+            nib.save(nib.Nifti1Image(p.masks[0].astype(np.uint8), np.diag([*spacing, 1.0])), str(out))
+            row |= {"volume_mm3": None if p.volumes_mm3 is None else float(p.volumes_mm3[0]),
+                    "voxels": int(p.masks[0].sum()), "mask": str(out)}
+        else:
+            probs = p.probabilities[0]
+            row |= {"predicted": p.labels[0], "confidence": float(probs.max()),
+                    **{f"p_{c}": float(v) for c, v in zip(p.classes, probs)}}
+        rows.append(row)
+    return rows
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem

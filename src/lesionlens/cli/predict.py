@@ -1,5 +1,6 @@
 """``lesionlens predict``: class probabilities and decisions for image files and folders; with a
-segmentation or multi-task bundle, each image's lesion mask (PNG) and its measurements."""
+segmentation or multi-task bundle, each image's lesion mask (PNG) and its measurements; with a volume
+bundle, NIfTI volumes' class probabilities, or their masks (NIfTI) and object volumes in mm^3."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "segmentation or multitask bundle, write each image's lesion mask as a PNG at the image's own "
                     "size (into --masks) and a CSV row of its measurements: area, diameter, perimeter, asymmetry "
                     "about both principal axes, compactness and solidity of the border, dermoscopic colours (and, "
-                    "for a multitask bundle, the class probabilities). "
+                    "for a multitask bundle, the class probabilities). With a bundle trained on NIfTI volumes, "
+                    "give .nii / .nii.gz files or folders of them: class probabilities, or (segmentation) one NIfTI "
+                    "mask per volume on the bundle's grid and the object's volume in mm^3. "
                     "Files that cannot be read are listed with the reason, never dropped.",
         epilog="examples:\n  lesionlens predict runs/ham lesions/ --out predictions.csv\n"
                "  lesionlens predict runs/isic-seg lesions/ --masks out/masks --out out/measurements.csv "
@@ -37,7 +40,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from lesionlens.bundle.card import read_card
 
-    if read_card(args.bundle, verify=False).segmentation is not None:
+    card = read_card(args.bundle, verify=False)
+    if card.is_volume:
+        return _volumes(args, card.task == "segmentation")
+    if card.segmentation is not None:
         return _segment(args)
     from lesionlens.predict import describe_rule, predict_paths, write_predictions
 
@@ -66,4 +72,20 @@ def _segment(args: argparse.Namespace) -> int:
     found = sum(r.get("lesion") == "yes" for r in rows)
     print(f"{len(rows)} images: {found} with a lesion; masks in {masks}" + (f", measurements in {args.out}" if args.out
                                                                           else ""), file=sys.stderr)
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+def _volumes(args: argparse.Namespace, segments: bool) -> int:
+    from lesionlens.predict import write_rows
+    from lesionlens.predict_volumes import predict_volume_paths
+
+    masks = args.masks or (args.out.parent / "masks" if args.out else None)
+    if segments and masks is None:
+        print("error: a volume segmentation bundle writes one NIfTI mask per volume: give --masks DIR (and --out CSV "
+              "for the volumes in mm^3)", file=sys.stderr)
+        return 2
+    rows = predict_volume_paths(args.bundle, args.inputs, masks if segments else None)
+    write_rows(rows, ["path", "volume_mm3", "mask"] if segments else ["path", "predicted", "confidence"], args.out)
+    if args.out:
+        print(f"{len(rows)} volumes predicted into {args.out}", file=sys.stderr)
     return 1 if any(r.get("error") for r in rows) else 0

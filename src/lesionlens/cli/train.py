@@ -97,9 +97,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_config, extra="train")
 
     p = sub.add_parser("demo-data", help="write a small synthetic data set",
-                       description="Write a synthetic 3-class image folder for trying the tool without real data.")
+                       description="Write a synthetic 3-class image folder for trying the tool without real data; "
+                                   "with --volumes, synthetic NIfTI volumes with masks and a volumes.csv (a "
+                                   "functional check of the 3D pipeline, not a benchmark).")
     p.add_argument("out", type=Path)
     p.add_argument("--per-class", type=int, default=80)
+    p.add_argument("--volumes", action="store_true", help="3D: solid / shell / multiple objects in NIfTI volumes")
     p.set_defaults(run=_demo, extra="train")
 
 
@@ -148,6 +151,11 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.volumes:
+        from lesionlens.data.synthetic_volumes import write_synthetic_volumes
+
+        print(write_synthetic_volumes(args.out, args.per_class))
+        return 0
     from lesionlens.data.demo import make_demo_dataset
 
     print(make_demo_dataset(args.out, args.per_class))

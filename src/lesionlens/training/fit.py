@@ -153,6 +153,12 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     multi-process run (``train.devices`` x ``train.num_nodes`` > 1) every process calls it; process 0
     writes the bundle and gets the result, the others get None."""
     out = Path(out)
+    if _is_volume_run(cfg):  # NIfTI volumes: a 3D model, its own loop (lesionlens.training.volume_fit)
+        from lesionlens.training.volume_fit import train_volumes
+
+        if resume:
+            raise ValueError("volume runs cannot be resumed yet; start a new run")
+        return train_volumes(cfg, out, progress=progress)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     if resume:
         if not last_ckpt.is_file():
@@ -254,3 +260,10 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         files={name: str(p.relative_to(out)) for name, p in written.files.items()} | files,
     )
     return TrainResult(out, card, written, expected)
+
+
+def _is_volume_run(cfg: RunConfig) -> bool:
+    """A run on volumes: a 3D model, or a CSV of NIfTI files (a 2D model is then refused by name)."""
+    from lesionlens.data.volume_load import is_volume_table
+
+    return get_spec(cfg.model.name).dims == 3 or bool(cfg.data.path and is_volume_table(cfg.data.path))

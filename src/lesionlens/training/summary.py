@@ -7,6 +7,10 @@ from lesionlens.training.fit import TrainResult
 
 
 def training_summary(result: TrainResult) -> str:
+    from lesionlens.training.volume_fit import VolumeTrainResult
+
+    if isinstance(result, VolumeTrainResult):
+        return volume_summary(result)
     card, out = result.card, result.bundle
     if result.segmentation is not None:
         return segmentation_summary(result)
@@ -62,5 +66,35 @@ def segmentation_summary(result: TrainResult) -> str:
         f"  {out / 'card.json'}  (model card)",
         *(f"  {out / path}" for name, path in sorted(card.files.items()) if name.startswith("segmentation_")),
         *([f"  {curves}"] if (curves := card.file("learning_curves")) else []),
+    ]
+    return "\n".join(lines)
+
+
+def volume_summary(result) -> str:
+    """What a run on volumes (:class:`~lesionlens.training.volume_fit.VolumeTrainResult`) says."""
+    card, out, pre = result.card, result.bundle, result.card.preprocessing
+    grid = "x".join(map(str, pre.size))
+    spacing = f" voxels of {'x'.join(f'{s:g}' for s in pre.spacing)} mm" if pre.spacing else " (resized)"
+    v = result.validation
+    if result.task == "segmentation":
+        scores = [f"Validation split ({v['n_volumes']} volumes): Dice {v['dice']:.3f}, Jaccard {v['jaccard']:.3f}, "
+                  f"lowest Dice {v['dice_min']:.3f}"]
+    else:
+        scores = ["", *evaluation_lines(result.evaluation)]
+    lines = [
+        "",
+        f"Bundle written to {out}/ (task {card.task}, volumes)",
+        f"  {card.architecture} at {grid}{spacing}, {pre.normalisation} intensities"
+        + (f", classes {card.classes}" if result.task == "classification" else ""),
+        f"  strategy {card.training.strategy}: trained {card.training.epochs_run} epochs in "
+        f"{card.training.fit_time_s / 60:.1f} min; best epoch {card.training.best_epoch} by {card.training.monitor}",
+        "",
+        *scores,
+        "",
+        "Files:",
+        f"  {out / 'card.json'}  (model card)",
+        *(f"  {out / path}" for name, path in sorted(card.files.items()) if name != "split"),
+        "Next:",
+        f"  lesionlens predict {out} VOLUME_OR_FOLDER",
     ]
     return "\n".join(lines)

@@ -40,7 +40,7 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
     volumes, masks = data.arrays(val_rows)
     calibration, operating_points, segmentation = None, {}, None
     if task == "classification":
-        evaluation, written, rule = _classification(model, table.classes, volumes, table.targets()[val_rows], ids,
+        _, written, rule = _classification(model, table.classes, volumes, table.targets()[val_rows], ids,
                                                      f"{cfg.model.name} on {Path(cfg.data.path).name} "
                                                      f"(validation split, {len(val_rows)} volumes)", out)
         summary = written.metrics
@@ -49,6 +49,7 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
                                     summary["binary"])
         calibration, operating_points = rule.calibration, rule.operating_points
         files |= {name: str(p.relative_to(out)) for name, p in written.files.items()}
+        evaluation = written
     else:
         evaluation = _segmentation(model, volumes, masks, ids, pre, cfg.segment.threshold,
                                    f"{cfg.model.name} on {Path(cfg.data.path).name} (validation split, "

@@ -59,7 +59,7 @@ class VolumeTrainResult:
     card: object  # the bundle's Card
     task: str  # classification or segmentation
     validation: dict = field(default_factory=dict)  # classification: metrics.json; segmentation: the Dice summary
-    evaluation: object = None  # the classification Evaluation, or the VolumeMaskEvaluation
+    evaluation: object = None  # the classification WrittenEvaluation, or the VolumeMaskEvaluation
 
 
 def check_volume_run(cfg: RunConfig) -> str:
