@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from lesionlens.serving.settings import ServeSettings
@@ -91,8 +92,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from lesionlens.bundle.card import read_card
     from lesionlens.export.onnx import describe_export, export_bundle
 
+    if read_card(args.bundle, verify=False).is_volume:  # a 3D network: checked on NIfTI volumes
+        from lesionlens.export.onnx_volumes import export_volume_bundle
+
+        if args.int8:
+            print("error: --int8 is measured on 2D images only; export this volume bundle without it", file=sys.stderr)
+            return 2
+        print("\n".join(describe_export(export_volume_bundle(args.bundle, args.images, args.check_images),
+                                        args.bundle)))
+        return 0
     print("\n".join(describe_export(export_bundle(args.bundle, args.images, args.check_images, int8=args.int8),
                                     args.bundle)))
     return 0

@@ -188,7 +188,12 @@ def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
     if "max_abs_prob_diff" in c:
         lines.append(f"  checked against PyTorch on {c['images']}: max |p_onnx - p_torch| = {c['max_abs_prob_diff']:.2e} "
                      f"(allowed {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.3f}")
-    if "max_abs_mask_prob_diff" in c:
+    if "mask_voxels" in c:  # a volume U-Net (lesionlens.export.onnx_volumes)
+        lines.append(f"  masks checked against PyTorch on {c['images']}: max |p_onnx - p_torch| over {c['mask_voxels']:,} "
+                     f"voxels = {c['max_abs_mask_prob_diff']:.2e} (allowed {c['mask_tolerance']:.0e}); thresholded at "
+                     f"{c['mask_threshold']:g}, {c['mask_voxels_differing']} of {c['mask_voxels_at_threshold']} voxels "
+                     "within the tolerance of the threshold differ, none elsewhere")
+    elif "max_abs_mask_prob_diff" in c:
         lines.append(f"  lesion masks checked against PyTorch on {c['images']}: max |p_onnx - p_torch| over "
                      f"{c['mask_pixels']:,} pixels = {c['max_abs_mask_prob_diff']:.2e} (allowed "
                      f"{c['mask_tolerance']:.0e}); masks after thresholding at {c['mask_threshold']:g} and the "
