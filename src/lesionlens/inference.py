@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lesionlens.bundle.card import Card, read_card
+from lesionlens.bundle.schema import BundleError
 from lesionlens.config import Tta, check_covers, choices
 from lesionlens.data.images import ImageDecodeError, Preprocessing, preprocess_image
 from lesionlens.data.transforms import to_input
@@ -21,6 +22,9 @@ from lesionlens.models.registry import create_model
 
 def load_model(card: Card) -> nn.Module:
     """The bundle's network in eval mode, weights checked against the card's sha256 by read_card."""
+    if card.is_volume:  # its own loader: lesionlens.predict_volumes.load_volume_model
+        raise BundleError(f"{card.path}: a bundle for NIfTI volumes ({card.architecture}); this command takes "
+                          "2D images (`lesionlens predict`, `evaluate` and `export` take volume bundles)")
     info = card.model
     if card.task != "classification":
         from lesionlens.models.unet import create_unet

@@ -38,11 +38,17 @@ def test_train_and_predict_on_volumes(tmp_path, capsys, one_thread):
     assert len(rows) == 19 and set(rows["predicted"].dropna()) <= {"solid", "shell", "multiple"}
     assert rows["error"].dropna().tolist() == ["not a NIfTI file (.nii or .nii.gz)"]
 
+    assert main(["evaluate", str(tmp_path / "cls"), "--data", str(table), "--bootstrap", "0"]) == 0
+    assert "Written to" in capsys.readouterr().out
+    assert (tmp_path / "cls" / "evaluations" / "volumes-own-val" / "metrics.json").is_file()
+
     assert main(["train", "--data", str(table), "--model", "tiny_unet3d", "--out", str(tmp_path / "seg"),
                  *VOLUME_RUN]) == 0
     assert "task segmentation, volumes" in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "seg"), str(tmp_path / "data" / "volumes" / "vol_0000.nii.gz"),
                  "--out", str(tmp_path / "seg.csv")]) == 0
+    assert main(["evaluate", str(tmp_path / "seg"), "--data", str(table)]) == 0
+    assert "Dice" in capsys.readouterr().out
     seg = pd.read_csv(tmp_path / "seg.csv")
     assert seg.loc[0, "mask"].endswith("vol_0000_mask.nii.gz") and (tmp_path / "masks" / "vol_0000_mask.nii.gz").is_file()
 

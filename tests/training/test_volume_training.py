@@ -22,6 +22,7 @@ from lesionlens.config import ConfigError, load_config
 from lesionlens.data.synthetic_volumes import write_synthetic_volumes
 from lesionlens.data.volume_transforms import NO_AUGMENT
 from lesionlens.data.volumes import VolumePreprocessing, preprocess_pair
+from lesionlens.evaluation.volume_evaluate import evaluate_volume_bundle
 from lesionlens.evaluation.volume_masks import evaluate_volume_masks
 from lesionlens.predict_volumes import VolumePredictor
 from lesionlens.training.volume_fit import check_volume_run, train_volumes
@@ -37,7 +38,7 @@ def synthetic(tmp_path_factory):
         root / "held_out", per_class=10, seed=1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -51,41 +52,58 @@ def volume_config(table, model: str, epochs: int, **extra):
                               "train.lr": 3e-3, "model.drop_rate": 0.0, "train.seed": 0, **extra})
 
 
-def test_a_3d_classifier_tells_the_shapes_apart_on_held_out_volumes(synthetic, tmp_path, one_thread):
+@pytest.fixture(scope="module")
+def classifier(synthetic, tmp_path_factory, one_thread):
+    folder = tmp_path_factory.mktemp("volume_bundles") / "cls"
+    return train_volumes(volume_config(synthetic[0], "tiny_cnn3d", 10), folder, PRE, GEOMETRIC, progress=False)
+
+
+@pytest.fixture(scope="module")
+def segmenter(synthetic, tmp_path_factory, one_thread):
+    folder = tmp_path_factory.mktemp("volume_bundles") / "seg"
+    return train_volumes(volume_config(synthetic[0], "tiny_unet3d", 20, **{"segment.loss": "ce_dice"}), folder,
+                         PRE, GEOMETRIC, progress=False)
+
+
+def test_a_3d_classifier_tells_the_shapes_apart_on_held_out_volumes(synthetic, classifier):
     table, held_out = synthetic
-    result = train_volumes(volume_config(table, "tiny_cnn3d", 10), tmp_path / "cls", PRE, GEOMETRIC,
-                           progress=False)
-    card = read_card(tmp_path / "cls")
+    card = read_card(classifier.bundle)
     assert card.is_volume and card.task == "classification" and card.preprocessing == PRE
     assert card.data["preprocessing"] == {"kind": "volume", "size": [24, 24, 24], "spacing": [2.0, 2.0, 2.0],
                                           "normalisation": "zscore", "percentiles": [0.5, 99.5]}
     assert card.classes == ["multiple", "shell", "solid"] and card.dataset.format == "volumes"
     assert card.dataset.counts["val"] == {"multiple": 4, "shell": 4, "solid": 4}
-    assert card.file("split") is not None and (tmp_path / "cls" / "evaluation" / "metrics.json").is_file()
-    assert result.validation["accuracy"] >= 0.95
+    assert card.file("split") is not None and (classifier.bundle / "evaluation" / "metrics.json").is_file()
+    assert classifier.validation["accuracy"] >= 0.95
 
     frame = pd.read_csv(held_out)
-    predictions = VolumePredictor(tmp_path / "cls").predict([held_out.parent / p for p in frame["path"]])
+    predictions = VolumePredictor(classifier.bundle).predict([held_out.parent / p for p in frame["path"]])
     assert np.allclose(predictions.probabilities.sum(1), 1.0, atol=1e-5)
     accuracy = float(np.mean(np.array(predictions.labels) == frame["label"].to_numpy()))
     assert accuracy >= 0.95, accuracy
+    # evaluate: the same figure through the bundle's evaluation, and the own validation split by default
+    held = evaluate_volume_bundle(classifier.bundle, held_out, resamples=0)
+    assert held.what == "all volumes" and held.written.metrics["accuracy"] == pytest.approx(accuracy)
+    own = evaluate_volume_bundle(classifier.bundle, table, resamples=0)
+    assert own.what == "the bundle's validation split" and own.written.metrics["n_images"] == 12
+    with pytest.raises(ValueError, match="48 of the 60 volumes evaluated are cls's training volumes"):
+        evaluate_volume_bundle(classifier.bundle, table, split="all", resamples=0)
 
 
-def test_a_3d_unet_segments_held_out_volumes(synthetic, tmp_path, one_thread):
+def test_a_3d_unet_segments_held_out_volumes(synthetic, segmenter):
     table, held_out = synthetic
-    result = train_volumes(volume_config(table, "tiny_unet3d", 20, **{"segment.loss": "ce_dice"}), tmp_path / "seg",
-                           PRE, GEOMETRIC, progress=False)
-    card = read_card(tmp_path / "seg")
+    card = read_card(segmenter.bundle)
     assert card.task == "segmentation" and card.training.monitor == "val_jaccard"
-    assert card.segmentation.validation["dice"] == result.validation["dice"] >= 0.85
+    assert card.segmentation.validation["dice"] == segmenter.validation["dice"] >= 0.85
 
     frame = pd.read_csv(held_out)
-    predictor = VolumePredictor(tmp_path / "seg")
+    predictor = VolumePredictor(segmenter.bundle)
     predictions = predictor.predict([held_out.parent / p for p in frame["path"]])
     truth = np.stack([preprocess_pair(held_out.parent / v, held_out.parent / m, predictor.pre)[1]
                       for v, m in zip(frame["path"], frame["mask"])])
     evaluation = evaluate_volume_masks(truth, predictions.masks, voxel_mm3=predictions.voxel_mm3)
     assert evaluation.dice >= 0.90, evaluation.summary()
+    assert evaluate_volume_bundle(segmenter.bundle, held_out).masks.dice == pytest.approx(evaluation.dice)
     # the masks' volumes follow the objects' volumes in mm^3 (the generator's numeric target)
     error = np.abs(predictions.volumes_mm3 - frame["volume_mm3"].to_numpy()) / frame["volume_mm3"].to_numpy()
     assert np.median(error) < 0.15, np.median(error)

@@ -98,6 +98,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from lesionlens.evaluation.summary import evaluation_lines, rule_lines
 
     card = read_card(args.bundle)
+    if card.is_volume:
+        return _evaluate_volumes(args, card)
     result = evaluate_bundle(card, args.data__path, args.out, args.data__format, args.data__images, args.split,
                              args.data__on_bad_input, args.data__cache_dir, args.model__tta, args.bootstrap,
                              report=args.report, progress=not args.quiet,
@@ -105,6 +107,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     print("\n".join(evaluation_lines(result.written) + rule_lines(card)))
     print(f"\nWritten to {result.written.folder}/: metrics.json, predictions.csv and figures"
           + (f"; report: {result.report}" if result.report else ""))
+    return 0
+
+
+def _evaluate_volumes(args: argparse.Namespace, card) -> int:
+    from lesionlens.evaluation.summary import evaluation_lines, rule_lines
+    from lesionlens.evaluation.volume_evaluate import evaluate_volume_bundle
+
+    result = evaluate_volume_bundle(card, args.data__path, args.out, args.split, args.data__on_bad_input,
+                                    args.bootstrap, allow_leakage=bool(args.data__allow_leakage))
+    if result.masks is not None:
+        s = result.masks.summary()
+        print(f"{result.masks.description}: Dice {s['dice']:.3f}, Jaccard {s['jaccard']:.3f}, lowest Dice "
+              f"{s['dice_min']:.3f}")
+        print(f"\nWritten to {result.folder}/: metrics.json, per_volume.csv")
+    else:
+        print("\n".join(evaluation_lines(result.written) + rule_lines(card)))
+        print(f"\nWritten to {result.folder}/: metrics.json, predictions.csv and figures")
     return 0
 
 

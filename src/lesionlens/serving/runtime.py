@@ -32,6 +32,9 @@ class BundleModel:
 
     def __init__(self, bundle: str | Path, int8: bool = False, threads: int = 1):
         self.card: Card = read_card(bundle)
+        if self.card.is_volume:
+            raise BundleError(f"{self.card.path}: a bundle for NIfTI volumes ({self.card.architecture}); the server "
+                              "takes 2D images. Use `lesionlens predict` for volumes")
         record = self.card.onnx
         if record is None:
             raise BundleError(f"{self.card.path}: the bundle has no ONNX model; run `lesionlens export "
