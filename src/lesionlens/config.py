@@ -47,6 +47,9 @@ SegLoss = Literal["bce", "weighted_bce", "dice", "dice_global", "ce_dice"]
 # How the U-Net decoder doubles its resolution: a learned transposed convolution, or a bilinear
 # resize followed by a convolution (no checkerboard artefacts; Odena et al. 2016).
 Upsample = Literal["transposed", "resize"]
+# How a volume's intensities are normalised (lesionlens.data.volumes): z-score over every voxel, over
+# the non-zero voxels (masked or skull-stripped MRI), or clipped to two percentiles and scaled to [0, 1].
+VolumeNormalisation = Literal["zscore", "zscore_nonzero", "percentile"]
 # Which images of labelled data an evaluation uses; "auto" resolves to the bundle's own validation
 # split (on its own training data), else the test partition, else all.
 Split = Literal["auto", "train", "val", "test", "all"]
@@ -257,12 +260,27 @@ class SegmentConfig:
 
 
 @dataclass
+class VolumeConfig:
+    """Runs on NIfTI volumes (a 3D model, or a CSV of .nii / .nii.gz files); ignored for 2D images.
+    Each null keeps the 3D model's own (lesionlens.models.registry: 32^3 voxels of 1.5 mm, z-score)."""
+
+    size: tuple[int, int, int] | None = option(None, "volumes: the network's grid in voxels (D, H, W)", cli=False)
+    spacing: tuple[float, float, float] | None = option(
+        None, "volumes: the common voxel size in mm every volume is resampled to before it is cropped or padded to "
+              "the grid", cli=False)
+    normalisation: VolumeNormalisation | None = option(
+        None, "volumes: intensity normalisation: zscore, zscore_nonzero (masked MRI) or percentile (0.5-99.5 clip, "
+              "then [0, 1])", flag="--volume-normalisation")
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -26,6 +26,9 @@ examples:
   lesionlens train --out runs/ham --resume          # continue an interrupted run
   lesionlens train --task segmentation --data ../shared/data/isic2017 --weights ../shared/weights --out runs/seg
   lesionlens train --task multitask --data ../shared/data/isic2017 --weights ../shared/weights --out runs/multi
+  lesionlens train --data volumes.csv --model simple_cnn3d --no-pretrained --strategy scratch --out runs/3d
+  lesionlens train --data volumes.csv --model unet3d --no-pretrained --strategy scratch --out runs/3d-seg \
+      --set volume.size=[32,32,32] --set volume.spacing=[1.5,1.5,1.5]
 
 The defaults are the documented default recipe (`lesionlens config` prints every setting with its
 reason); before the first epoch the run says what it will do and how long it expects to take.
@@ -38,6 +41,9 @@ ground-truth CSVs or their folders.
 --task segmentation / multitask also need a lesion mask per image: the ISIC 2017 Part 1 masks beside
 their images, DATA/images/ with DATA/masks/ (matched by file stem), a CSV with a mask column, or any
 layout above with --masks FOLDER.
+Volumes: a CSV whose path column names NIfTI files (.nii / .nii.gz), with a label column (3D
+classifiers: tiny_cnn3d, simple_cnn3d, resnet3d) or a mask column of NIfTI masks (unet3d,
+tiny_unet3d); `lesionlens demo-data DIR --volumes` writes a synthetic one.
 """
 
 

@@ -25,16 +25,16 @@ import gzip
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
+
+from lesionlens.config import VolumeNormalisation, choices
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
 # z-score over every voxel; z-score from the voxels that are not exactly zero (MRI skull-stripped or
 # masked volumes, where zero is "outside the body"; those stay 0); or clip to two percentiles and
-# scale to [0, 1] (robust to a few extreme voxels).
-Normalisation = Literal["zscore", "zscore_nonzero", "percentile"]
-NORMALISATIONS: tuple[str, ...] = ("zscore", "zscore_nonzero", "percentile")
+# scale to [0, 1] (robust to a few extreme voxels). The names are declared once, in the configuration.
+NORMALISATIONS: tuple[str, ...] = choices(VolumeNormalisation)
 MIN_SIDE = 2  # an axis shorter than this makes the "volume" a 2D image
 
 
@@ -77,7 +77,7 @@ class VolumePreprocessing:
 
     size: tuple[int, int, int] = (32, 32, 32)
     spacing: tuple[float, float, float] | None = (1.5, 1.5, 1.5)
-    normalisation: Normalisation = "zscore"
+    normalisation: VolumeNormalisation = "zscore"
     percentiles: tuple[float, float] = (0.5, 99.5)
 
     def __post_init__(self) -> None:

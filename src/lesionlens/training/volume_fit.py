@@ -91,6 +91,18 @@ def check_volume_run(cfg: RunConfig) -> str:
     return task
 
 
+def volume_preprocessing(cfg: RunConfig) -> VolumePreprocessing:
+    """The run's volume preprocessing: the 3D model's own, with what ``cfg.volume`` sets."""
+    from dataclasses import replace
+
+    from lesionlens.models.registry import get_spec
+
+    pre = get_spec(cfg.model.name).volume_preprocessing()
+    v = cfg.volume
+    return replace(pre, **{k: value for k, value in (("size", v.size), ("spacing", v.spacing),
+                                                      ("normalisation", v.normalisation)) if value is not None})
+
+
 def load_volume_data(cfg: RunConfig, pre: VolumePreprocessing, task: str, out: Path) -> VolumeData:
     """Read the table, preprocess every volume (and mask), leave test rows out and split."""
     from lesionlens.data.splits import assign_partitions
@@ -110,7 +122,7 @@ def load_volume_data(cfg: RunConfig, pre: VolumePreprocessing, task: str, out: P
 def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | None = None,
                   augment: VolumeAugment = VolumeAugment(), progress: bool = True) -> VolumeTrainResult:
     """Train the 3D model ``cfg.model.name`` on the volumes of ``cfg.data.path`` at ``pre`` (default:
-    the model's own), keep the best epoch and write the bundle to ``out``."""
+    :func:`volume_preprocessing`), keep the best epoch and write the bundle to ``out``."""
     import lightning as L
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader
@@ -128,7 +140,7 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
     started = time.perf_counter()
     task = check_volume_run(cfg)
     spec = get_spec(cfg.model.name)
-    pre = pre or spec.volume_preprocessing()
+    pre = pre or volume_preprocessing(cfg)
     spec.check_volume_size(pre.size)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
