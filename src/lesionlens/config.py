@@ -271,6 +271,10 @@ class VolumeConfig:
     normalisation: VolumeNormalisation | None = option(
         None, "volumes: intensity normalisation: zscore, zscore_nonzero (masked MRI) or percentile (0.5-99.5 clip, "
               "then [0, 1])", flag="--volume-normalisation")
+    # On: lesion shapes and the synthetic volumes have no orientation. Anatomy has one (left / right,
+    # head / feet): switch them off there, keeping the small affine warp and the intensity changes.
+    flips_and_turns: bool = option(True, "volumes: augment with random flips and quarter turns (off where the "
+                                         "orientation matters)", flag="--volume-flips")
 
 
 @dataclass

@@ -44,10 +44,11 @@ def test_train_and_predict_on_volumes(tmp_path, capsys, one_thread):
 
     assert main(["train", "--data", str(table), "--model", "tiny_unet3d", "--out", str(tmp_path / "seg"),
                  "--set", "volume.size=[16,16,16]", "--set", "volume.spacing=[3,3,3]",
-                 "--volume-normalisation", "percentile", *VOLUME_RUN]) == 0
+                 "--volume-normalisation", "percentile", "--no-volume-flips", *VOLUME_RUN]) == 0
     assert "task segmentation, volumes" in capsys.readouterr().out
     pre = read_card(tmp_path / "seg").preprocessing
     assert (pre.size, pre.spacing, pre.normalisation) == ((16, 16, 16), (3.0, 3.0, 3.0), "percentile")
+    assert read_card(tmp_path / "seg").training.config["volume"]["flips_and_turns"] is False
     assert main(["predict", str(tmp_path / "seg"), str(tmp_path / "data" / "volumes" / "vol_0000.nii.gz"),
                  "--out", str(tmp_path / "seg.csv")]) == 0
     assert main(["evaluate", str(tmp_path / "seg"), "--data", str(table)]) == 0

@@ -120,9 +120,11 @@ def load_volume_data(cfg: RunConfig, pre: VolumePreprocessing, task: str, out: P
 
 
 def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | None = None,
-                  augment: VolumeAugment = VolumeAugment(), progress: bool = True) -> VolumeTrainResult:
+                  augment: VolumeAugment | None = None, progress: bool = True) -> VolumeTrainResult:
     """Train the 3D model ``cfg.model.name`` on the volumes of ``cfg.data.path`` at ``pre`` (default:
-    :func:`volume_preprocessing`), keep the best epoch and write the bundle to ``out``."""
+    :func:`volume_preprocessing`) with ``augment`` (default: :class:`VolumeAugment`, without flips and
+    quarter turns when ``cfg.volume.flips_and_turns`` is off), keep the best epoch and write the
+    bundle to ``out``."""
     import lightning as L
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader
@@ -141,6 +143,8 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
     task = check_volume_run(cfg)
     spec = get_spec(cfg.model.name)
     pre = pre or volume_preprocessing(cfg)
+    if augment is None:
+        augment = VolumeAugment() if cfg.volume.flips_and_turns else VolumeAugment(flip=0.0, quarter_turn=0.0)
     spec.check_volume_size(pre.size)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
