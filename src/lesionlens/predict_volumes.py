@@ -36,6 +36,18 @@ def load_volume_model(card: Card) -> torch.nn.Module:
     return model.eval()
 
 
+def predict_volume_logits(model: torch.nn.Module, volumes: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """The network's outputs for N x D x H x W preprocessed volumes (class logits N x C, or mask
+    logits N x K x D x H x W), in evaluation mode, batch by batch."""
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(volumes), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(volumes[start:start + batch_size], dtype=np.float32))[:, None]
+            outputs.append(model(x).float().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
 @dataclass
 class VolumePredictions:
     paths: list[str]
@@ -69,8 +81,6 @@ class VolumePredictor:
         return np.stack([preprocess_volume(p, self.pre) for p in paths])
 
     def predict(self, paths: list[str | Path], batch_size: int = 8) -> VolumePredictions:
-        from lesionlens.training.volume_fit import predict_volume_logits
-
         volumes = self.prepare(paths)
         out = predict_volume_logits(self.model, volumes, batch_size)
         names = [str(p) for p in paths]

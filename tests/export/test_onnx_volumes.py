@@ -3,7 +3,6 @@ records the export, and the graph runs in ONNX Runtime on a preprocessed NIfTI f
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -70,7 +70,7 @@ def evaluate_volume_bundle(bundle: str | Path | Card, data_path: str | Path, out
     from lesionlens.evaluation.result import Evaluation
     from lesionlens.evaluation.volume_masks import evaluate_volume_masks
     from lesionlens.predict_volumes import load_volume_model
-    from lesionlens.training.volume_fit import predict_volume_logits
+    from lesionlens.predict_volumes import predict_volume_logits
 
     card = bundle if isinstance(bundle, Card) else read_card(bundle)
     if not card.is_volume:

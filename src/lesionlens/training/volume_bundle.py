@@ -91,7 +91,7 @@ def _classification(model: nn.Module, classes: list[str], volumes: np.ndarray, y
     from lesionlens.evaluation.calibrate import fit_rule
     from lesionlens.evaluation.files import write_evaluation
     from lesionlens.evaluation.result import Evaluation
-    from lesionlens.training.volume_fit import predict_volume_logits
+    from lesionlens.predict_volumes import predict_volume_logits
 
     logits = predict_volume_logits(model, volumes)
     rule = DecisionRule(tuple(classes))
@@ -104,7 +104,7 @@ def _classification(model: nn.Module, classes: list[str], volumes: np.ndarray, y
 def _segmentation(model: nn.Module, volumes: np.ndarray, masks: np.ndarray, ids: list[str],
                   pre: VolumePreprocessing, threshold: float, description: str):
     from lesionlens.evaluation.volume_masks import evaluate_volume_masks
-    from lesionlens.training.volume_fit import predict_volume_logits
+    from lesionlens.predict_volumes import predict_volume_logits
 
     logits = predict_volume_logits(model, volumes)
     predicted = 1 / (1 + np.exp(-logits[:, 0])) > threshold

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from lesionlens.bundle.card import Card
 from lesionlens.config import ConfigError, RunConfig
 from lesionlens.data.volume_load import VolumeData, prepare_volumes, read_volume_table
 from lesionlens.data.volume_transforms import VolumeAugment
@@ -56,7 +56,7 @@ class VolumeSegmenter(Segmenter):
 @dataclass
 class VolumeTrainResult:
     bundle: Path
-    card: object  # the bundle's Card
+    card: Card
     task: str  # classification or segmentation
     validation: dict = field(default_factory=dict)  # classification: metrics.json; segmentation: the Dice summary
     evaluation: object = None  # the classification WrittenEvaluation, or the VolumeMaskEvaluation
@@ -196,15 +196,3 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
 
     return write_volume_bundle(cfg, out, task, model, data, pre, train_rows, val_rows, trainer, checkpoint,
                                fit_seconds, time.perf_counter() - started)
-
-
-def predict_volume_logits(model: nn.Module, volumes: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """The network's outputs for N x D x H x W preprocessed volumes (class logits N x C, or mask
-    logits N x K x D x H x W), in evaluation mode, batch by batch."""
-    model.eval()
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(volumes), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(volumes[start:start + batch_size], dtype=np.float32))[:, None]
-            outputs.append(model(x).float().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
