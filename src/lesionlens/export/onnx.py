@@ -184,6 +184,7 @@ def _export_cam_head(model: nn.Module, folder: Path, x: torch.Tensor, features: 
 def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
     """What ``lesionlens export`` wrote and measured."""
     c = info.check
+    volume = len(info.input.get("shape", [])) == 5
     lines = [f"Wrote {bundle / info.file} (opset {info.opset}, outputs {', '.join(info.outputs)})"]
     if "max_abs_prob_diff" in c:
         lines.append(f"  checked against PyTorch on {c['images']}: max |p_onnx - p_torch| = {c['max_abs_prob_diff']:.2e} "
@@ -203,7 +204,7 @@ def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
         g = info.cam.gradcam_check
         lines.append(f"  class-activation maps: {bundle / info.cam.file}; correlation with PyTorch Grad-CAM over "
                      f"{g['compared']} images: mean {_fmt(g['mean_correlation'])}, min {_fmt(g['min_correlation'])}")
-    else:
+    elif not volume:
         lines.append("  no class-activation maps: the graph has no feature-map output (a U-Net, or a head other "
                      "than global average pooling + one linear layer)")
     q = info.int8
@@ -213,7 +214,11 @@ def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
         lines.append(f"  INT8 {bundle / q.file}: {acc}top-1 agreement with fp32 {q.top1_agreement:.3f}, "
                      f"max prob change {q.max_abs_prob_diff:.3f}; batch-1 latency {q.batch1_latency_ms['fp32']:.2f} -> "
                      f"{q.batch1_latency_ms['int8']:.2f} ms (x{q.speedup:.2f}). Not used unless `serve --int8`.")
-    lines.append(f"Next: lesionlens serve {bundle}")
+    if volume:  # a 3D network (lesionlens.export.onnx_volumes): N x 1 x D x H x W in
+        lines.append("  (the server takes 2D images: run the graph in ONNX Runtime on volumes prepared with the card's "
+                     "volume preprocessing)")
+    else:
+        lines.append(f"Next: lesionlens serve {bundle}")
     return lines
 
 
