@@ -53,6 +53,16 @@ def test_a_3d_classifier_exports_and_matches_pytorch(tmp_path, one_thread, capsy
     expected = VolumePredictor(folder).predict([volume]).probabilities
     np.testing.assert_allclose(card.rule.probabilities(logits[:1]), expected, atol=1e-4)
 
+    # the 2D server and the 2D model loader refuse the bundle by name, rather than fail on its shapes
+    from lesionlens.bundle.schema import BundleError
+    from lesionlens.inference import load_model
+    from lesionlens.serving.runtime import BundleModel
+
+    with pytest.raises(BundleError, match="a bundle for NIfTI volumes .*the server takes 2D images"):
+        BundleModel(folder)
+    with pytest.raises(BundleError, match="a bundle for NIfTI volumes .*this command takes 2D images"):
+        load_model(card)
+
 
 def test_a_3d_unet_exports_with_its_masks_checked_voxel_by_voxel(tmp_path, one_thread):
     folder, table = bundle(tmp_path, "tiny_unet3d")
