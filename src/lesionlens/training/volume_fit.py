@@ -82,6 +82,8 @@ def check_volume_run(cfg: RunConfig) -> str:
         raise ConfigError("volumes: model.head must be linear, with no frozen_stages and no lesion_crop")
     if cfg.train.devices * cfg.train.num_nodes > 1:
         raise ConfigError("volumes: training runs in one process (--devices 1)")
+    if cfg.data.train_on_val:
+        raise ConfigError("volumes: data.train_on_val is not supported; the validation volumes are held out")
     if task == "segmentation" and cfg.train.monitor not in ("val_jaccard", "val_loss"):
         log.info("segmentation: monitoring val_jaccard (the configuration's %s is a classification metric)",
                  cfg.train.monitor)
