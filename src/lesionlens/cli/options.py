@@ -16,8 +16,9 @@ from typing import Any
 
 from lesionlens.config import parse_assignment, settings
 
-GROUP_TITLES = {"data": "data", "model": "model", "train": "training", "segment": "segmentation"}
-GROUP_ORDER = ("data", "model", "transfer learning", "training", "distributed", "segmentation")
+GROUP_TITLES = {"data": "data", "model": "model", "train": "training", "segment": "segmentation",
+                "regression": "regression"}
+GROUP_ORDER = ("data", "model", "transfer learning", "training", "distributed", "segmentation", "regression")
 
 
 def flag_name(key: str, f: dataclasses.Field) -> str:

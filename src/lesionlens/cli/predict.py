@@ -1,5 +1,6 @@
 """``lesionlens predict``: class probabilities and decisions for image files and folders; with a
-segmentation or multi-task bundle, each image's lesion mask (PNG) and its measurements."""
+segmentation or multi-task bundle, each image's lesion mask (PNG) and its measurements; with a
+regression bundle, each image's predicted numbers."""
 
 from __future__ import annotations
 
@@ -37,8 +38,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from lesionlens.bundle.card import read_card
 
-    if read_card(args.bundle, verify=False).segmentation is not None:
+    card = read_card(args.bundle, verify=False)
+    if card.segmentation is not None:
         return _segment(args)
+    if card.regression is not None:
+        return _regress(args, card.regression.targets)
     from lesionlens.predict import describe_rule, predict_paths, write_predictions
 
     rows = predict_paths(args.bundle, args.inputs, args.model__tta)
@@ -47,6 +51,16 @@ def _predict(args: argparse.Namespace) -> int:
     write_predictions(rows, args.out)
     if args.out:
         print(f"{len(rows)} predictions written to {args.out}")
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+def _regress(args: argparse.Namespace, targets: list[str]) -> int:
+    from lesionlens.predict import regress_paths, write_rows
+
+    rows = regress_paths(args.bundle, args.inputs, args.model__tta)
+    write_rows(rows, ["path", *targets], args.out)
+    if args.out:
+        print(f"{len(rows)} predictions of {', '.join(targets)} written to {args.out}", file=sys.stderr)
     return 1 if any(r.get("error") for r in rows) else 0
 
 
