@@ -38,9 +38,13 @@ ClassWeights = Literal["none", "balanced", "sqrt"]
 Sampler = Literal["shuffle", "balanced"]
 # Where training runs: Lightning picks a GPU when there is one ("auto"), or the CPU.
 Accelerator = Literal["auto", "cpu", "gpu"]
-Monitor = Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss", "val_jaccard"]
-# What a run learns: a label per image, a lesion mask per image, or both from one encoder.
-Task = Literal["classification", "segmentation", "multitask"]
+Monitor = Literal["val_balanced_accuracy", "val_macro_auc", "val_accuracy", "val_loss", "val_jaccard", "val_mae"]
+# What a run learns: a label per image, a lesion mask per image, both from one encoder, or numbers
+# per image (an age, a box's corners).
+Task = Literal["classification", "segmentation", "multitask", "regression"]
+# The regression losses: squared error, absolute error, or Huber's (squared near 0, absolute beyond
+# regression.huber_delta standard deviations of the target).
+RegLoss = Literal["mse", "mae", "huber"]
 # The segmentation losses (lesionlens.training.seg_losses): binary cross-entropy, the same with the
 # lesion pixels weighted by beta, soft Dice per image or pooled over the batch, and BCE + Dice.
 SegLoss = Literal["bce", "weighted_bce", "dice", "dice_global", "ce_dice"]
@@ -103,6 +107,9 @@ class DataConfig:
     masks: str | None = option(
         None, "segmentation: folder of lesion masks matched to the images by file stem (default: the layout's own: "
               "ISIC 2017 Part 1, DATA/masks beside DATA/images, or a CSV's mask column)")
+    target: str | None = option(
+        None, "--task regression: the numeric column(s) of the table to predict, comma-separated for several "
+              "(a box: x0,y0,x1,y1)")
     labels: LabelView = option(
         "all", "learn all classes, malignant vs benign (mel, bcc, akiec vs the rest), or melanoma vs rest")
     # 80/20 is the protocol of the course material and of the benchmark.
@@ -219,7 +226,8 @@ class TrainConfig:
         0.5, "train logits for a class-balanced decision (Menon et al. 2021; tau: 1.0 full, 0 off)")
     sampler: Sampler = option("shuffle", "balanced: draw every class equally often")
     task: Task = option("classification", "learn a label per image, a lesion mask (segmentation: image/mask "
-                                          "pairs), or both from one encoder (multitask)")
+                                          "pairs), both from one encoder (multitask), or numbers per image "
+                                          "(regression: --target COLUMNS)")
     # The ISIC 2018 challenge's ranking metric; segmentation runs monitor val_jaccard (ISIC 2017's).
     monitor: Monitor = option("val_balanced_accuracy", "validation metric that picks the best epoch")
     patience: int | None = option(None, "stop after this many epochs without improvement")
@@ -260,6 +268,21 @@ class SegmentConfig:
 
 
 @dataclass
+class RegressionConfig:
+    """Settings of --task regression: the network's outputs are the targets, each standardised by
+    its training mean and standard deviation (recorded on the card; predictions are in the
+    target's own units)."""
+
+    # Huber is robust to the odd mislabelled age or box without giving up the squared loss's
+    # smooth gradients near the answer.
+    loss: RegLoss = option("huber", "regression loss: mse, mae or huber (on the standardised targets)",
+                           flag="--regression-loss")
+    huber_delta: float = option(1.0, "huber: where the loss turns from squared to absolute, in standard deviations")
+    box: bool = option(False, "the four targets are a box's corners (x0, y0, x1, y1, as fractions of the side): "
+                              "the evaluation adds the box IoU")
+
+
+@dataclass
 class VolumeConfig:
     """Runs on NIfTI volumes (a 3D model, or a CSV of .nii / .nii.gz files); ignored for 2D images.
     Each null keeps the 3D model's own (lesionlens.models.registry: 32^3 voxels of 1.5 mm, z-score)."""
@@ -284,6 +307,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    regression: RegressionConfig = field(default_factory=RegressionConfig)
     volume: VolumeConfig = field(default_factory=VolumeConfig)
 
     def to_dict(self) -> dict[str, Any]:

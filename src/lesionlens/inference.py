@@ -26,7 +26,7 @@ def load_model(card: Card) -> nn.Module:
         raise BundleError(f"{card.path}: a bundle for NIfTI volumes ({card.architecture}); this command takes "
                           "2D images (`lesionlens predict`, `evaluate` and `export` take volume bundles)")
     info = card.model
-    if card.task != "classification":
+    if card.task in ("segmentation", "multitask"):
         from lesionlens.models.unet import create_unet
 
         seg = card.segmentation
@@ -46,6 +46,9 @@ def load_classifier(card: Card) -> nn.Module:
     if card.task == "segmentation":
         raise ValueError(f"{card.path}: a segmentation bundle has no classification head; `lesionlens predict` gives "
                          "its masks, a multitask or classification bundle gives classes")
+    if card.task == "regression":
+        raise ValueError(f"{card.path}: a regression bundle predicts numbers ({', '.join(card.classes)}), not classes; "
+                         "`lesionlens predict` and `lesionlens evaluate` give them")
     model = load_model(card)
     if card.task == "multitask":
         from lesionlens.models.unet import ClassifierView
@@ -94,6 +97,14 @@ def predict_logits(model: nn.Module, images: np.ndarray, pre: Preprocessing, row
     return np.concatenate(out) if out else np.zeros((0, model.get_classifier().out_features), np.float32)
 
 
+def predict_values(card: Card, model: nn.Module, images: np.ndarray, rows: np.ndarray | None = None,
+                   tta: str = "none", progress: bool = False) -> np.ndarray:
+    """A regression bundle's predictions for ``images[rows]`` in the targets' units (N x K)."""
+    if card.regression is None:
+        raise ValueError(f"{card.path}: not a regression bundle (task {card.task})")
+    return card.regression.values(predict_logits(model, images, card.preprocessing, rows, tta=tta, progress=progress))
+
+
 def predict_mask_probabilities(model: nn.Module, images: np.ndarray, pre: Preprocessing,
                                rows: np.ndarray | None = None, batch_size: int = 32, tta: str = "none",
                                progress: bool = False) -> np.ndarray:
@@ -123,14 +134,16 @@ def predict_mask_probabilities(model: nn.Module, images: np.ndarray, pre: Prepro
 
 class Predictor:
     """A bundle ready to predict: ``Predictor(path).predict_files([...])``. Probabilities and
-    decisions follow the bundle's decision rule (``Card.rule``: temperature, operating points)."""
+    decisions follow the bundle's decision rule (``Card.rule``: temperature, operating points); a
+    regression bundle gives its targets' values instead (N x K, in their units)."""
 
     def __init__(self, bundle: str | Path, tta: str | None = None):
         self.card = read_card(bundle)
         tta = self.card.resolve_tta(tta)  # None: the test-time augmentation the bundle was fitted with
         if tta not in TTA_VIEWS:
             raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {choices(Tta)}")
-        self.model = load_classifier(self.card)
+        self.regression = self.card.regression
+        self.model = load_model(self.card) if self.regression else load_classifier(self.card)
         self.preprocessing = self.card.preprocessing
         self.classes = self.card.classes
         self.rule = self.card.rule
@@ -139,10 +152,10 @@ class Predictor:
     def predict_array(self, images: np.ndarray, rows: np.ndarray | None = None,
                       progress: bool = False) -> np.ndarray:
         logits = predict_logits(self.model, images, self.preprocessing, rows, tta=self.tta, progress=progress)
-        return self.rule.probabilities(logits)
+        return self.regression.values(logits) if self.regression else self.rule.probabilities(logits)
 
     def predict_files(self, paths: list[Path], workers: int = 2) -> tuple[np.ndarray, dict[int, str]]:
-        """Probabilities for the files that could be decoded, and why the others could not."""
+        """Probabilities (or values) for the files that could be decoded, and why the others could not."""
         decoded: list[np.ndarray | None] = [None] * len(paths)
         failures: dict[int, str] = {}
 

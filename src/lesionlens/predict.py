@@ -17,26 +17,39 @@ def predict_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> l
     melanoma, error``; ``malignant`` and ``melanoma`` are the decisions ("positive"/"negative") at the
     bundle's operating points, or by the argmax class where it has none (see ``describe_rule``)."""
     predictor = Predictor(bundle, tta)
+    rows, done, probs = _predict_files(predictor, inputs)
+    decisions = predictor.rule.decide(probs) if len(probs) else {}
+    for k, row in enumerate(done):
+        p = probs[k]
+        best = int(p.argmax())
+        row.update(predicted=predictor.classes[best], confidence=float(p[best]))
+        row.update({f"p_{c}": float(v) for c, v in zip(predictor.classes, p)})
+        for view, d in decisions.items():
+            if f"p_{view}" not in row:  # a binary bundle's own class is already a column
+                row[f"p_{view}"] = float(d["score"][k])
+            row[view] = "positive" if d["positive"][k] else "negative"
+    return rows
+
+
+def regress_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> list[dict]:
+    """A regression bundle's rows: ``path``, one column per target (in its units), ``error``."""
+    predictor = Predictor(bundle, tta)
+    rows, done, values = _predict_files(predictor, inputs)
+    for row, v in zip(done, values):
+        row.update({t: float(x) for t, x in zip(predictor.regression.targets, v)})
+    return rows
+
+
+def _predict_files(predictor: Predictor, inputs: list[Path]) -> tuple[list[dict], list[dict], object]:
+    """One row per file found (``path``, ``error`` where it could not be used), the rows that were
+    predicted, and their predictions in the same order."""
     items = collect_images(inputs)
     todo = [i for i, (_, err) in enumerate(items) if err is None]
-    probs, failures = predictor.predict_files([items[i][0] for i in todo])
-    decisions = predictor.rule.decide(probs) if len(probs) else {}
+    outputs, failures = predictor.predict_files([items[i][0] for i in todo])
     rows: list[dict] = [{"path": str(p), "error": err} for p, err in items]
-    k = 0
-    for j, i in enumerate(todo):
-        if j in failures:
-            rows[i]["error"] = failures[j]
-            continue
-        p = probs[k]
-        k += 1
-        best = int(p.argmax())
-        rows[i].update(predicted=predictor.classes[best], confidence=float(p[best]))
-        rows[i].update({f"p_{c}": float(v) for c, v in zip(predictor.classes, p)})
-        for view, d in decisions.items():
-            if f"p_{view}" not in rows[i]:  # a binary bundle's own class is already a column
-                rows[i][f"p_{view}"] = float(d["score"][k - 1])
-            rows[i][view] = "positive" if d["positive"][k - 1] else "negative"
-    return rows
+    for j, why in failures.items():
+        rows[todo[j]]["error"] = why
+    return rows, [rows[i] for j, i in enumerate(todo) if j not in failures], outputs
 
 
 def describe_rule(bundle: Path, tta: str | None = None) -> list[str]:

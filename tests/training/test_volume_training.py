@@ -131,5 +131,7 @@ def test_volume_runs_refuse_what_they_cannot_honour(synthetic):
         check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"train.task": "segmentation"}))
     with pytest.raises(ConfigError, match="strategy must be one of"):
         check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"train.strategy": "features"}))
+    with pytest.raises(ConfigError, match="--task regression is not supported on volumes yet"):
+        check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"train.task": "regression"}))
     with pytest.raises(ConfigError, match="train_on_val is not supported"):
         check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"data.train_on_val": True}))

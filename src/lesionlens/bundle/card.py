@@ -37,6 +37,7 @@ from lesionlens.bundle.schema import (
     ModelInfo,
     OnnxInfo,
     OperatingPointInfo,
+    RegressionInfo,
     SegmentationInfo,
     TrainingInfo,
     ValidationInfo,
@@ -85,8 +86,9 @@ class Card:
     versions: dict[str, str]  # the training environment's
     onnx: OnnxInfo | None
     updates: list[dict]  # later changes: {"by", "time", "sections", "versions"}
-    task: str = "classification"  # or segmentation, multitask (lesionlens.config.Task)
+    task: str = "classification"  # or segmentation, multitask, regression (lesionlens.config.Task)
     segmentation: SegmentationInfo | None = None  # the mask head, for segmentation and multitask
+    regression: RegressionInfo | None = None  # the targets and their scale, for regression
 
     @property
     def architecture(self) -> str:
@@ -155,7 +157,7 @@ def write_card(folder: Path, *, model: ModelInfo, classes: list[str], label_view
                tta: str, training: TrainingInfo, dataset: DataInfo, validation: ValidationInfo,
                calibration: CalibrationInfo | None, operating_points: dict[str, OperatingPointInfo],
                files: dict[str, str], task: str = "classification",
-               segmentation: SegmentationInfo | None = None) -> Card:
+               segmentation: SegmentationInfo | None = None, regression: RegressionInfo | None = None) -> Card:
     """Write a new bundle's card: the sections given, the format, time, training environment and
     the sha256 of the weights already saved in ``folder``."""
     folder = Path(folder)
@@ -174,6 +176,7 @@ def write_card(folder: Path, *, model: ModelInfo, classes: list[str], label_view
         "operating_points": operating_points,
         "validation": validation,
         **({"segmentation": segmentation} if segmentation is not None else {}),
+        **({"regression": regression} if regression is not None else {}),
         "files": files,
         "weights": WeightsInfo(WEIGHTS, file_digest(folder / WEIGHTS)),
         "versions": library_versions(),
@@ -267,6 +270,7 @@ def _parse(folder: Path, raw: dict, path: Path) -> Card:
             updates=raw.get("updates", []),
             task=raw.get("task", "classification"),
             segmentation=_section(SegmentationInfo, raw, "segmentation", where) if "segmentation" in raw else None,
+            regression=_section(RegressionInfo, raw, "regression", where) if "regression" in raw else None,
         )
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, BundleError):

@@ -162,6 +162,28 @@ class SegmentationInfo:
 
 
 @dataclass(frozen=True)
+class RegressionInfo:
+    """A regression bundle's outputs: the target columns in output order, the training mean and
+    standard deviation that turn an output into the target's units (value = output x std + mean),
+    the baseline's constant (the training median) and the validation summary
+    (``lesionlens.evaluation.regression``)."""
+
+    targets: list
+    mean: list
+    std: list
+    baseline: list
+    loss: str
+    box: bool = False  # the four targets are a box's corners (x0, y0, x1, y1, fractions of the side)
+    validation: dict = field(default_factory=dict)
+
+    def values(self, outputs):
+        """The network's outputs (N x K) in the targets' units."""
+        import numpy as np
+
+        return np.asarray(outputs, dtype=np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+
+
+@dataclass(frozen=True)
 class OnnxInfo:
     file: str
     sha256: str

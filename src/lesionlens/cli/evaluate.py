@@ -100,6 +100,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     card = read_card(args.bundle)
     if card.is_volume:
         return _evaluate_volumes(args, card)
+    if card.regression is not None:
+        return _evaluate_regression(args, card)
     result = evaluate_bundle(card, args.data__path, args.out, args.data__format, args.data__images, args.split,
                              args.data__on_bad_input, args.data__cache_dir, args.model__tta, args.bootstrap,
                              report=args.report, progress=not args.quiet,
@@ -124,6 +126,18 @@ def _evaluate_volumes(args: argparse.Namespace, card) -> int:
     else:
         print("\n".join(evaluation_lines(result.written) + rule_lines(card)))
         print(f"\nWritten to {result.folder}/: metrics.json, predictions.csv and figures")
+    return 0
+
+
+def _evaluate_regression(args: argparse.Namespace, card) -> int:
+    from lesionlens.evaluation.bundles import evaluate_regression_bundle
+
+    ev, files = evaluate_regression_bundle(card, args.data__path, args.out, args.data__format, args.data__images,
+                                           args.split, args.data__on_bad_input, args.data__cache_dir, args.model__tta,
+                                           args.bootstrap, progress=not args.quiet,
+                                           allow_leakage=bool(args.data__allow_leakage))
+    print("\n".join(ev.lines()))
+    print(f"\nWritten to {files['metrics'].parent}/: " + ", ".join(p.name for p in files.values()))
     return 0
 
 

@@ -17,8 +17,9 @@ from typing import Any
 from lesionlens.config import parse_assignment, settings
 
 GROUP_TITLES = {"data": "data", "model": "model", "train": "training", "segment": "segmentation",
-                "volume": "volumes (3D)"}
-GROUP_ORDER = ("data", "model", "transfer learning", "training", "distributed", "segmentation", "volumes (3D)")
+                "regression": "regression", "volume": "volumes (3D)"}
+GROUP_ORDER = ("data", "model", "transfer learning", "training", "distributed", "segmentation", "regression",
+               "volumes (3D)")
 
 
 def flag_name(key: str, f: dataclasses.Field) -> str:

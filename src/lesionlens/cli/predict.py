@@ -1,6 +1,7 @@
 """``lesionlens predict``: class probabilities and decisions for image files and folders; with a
-segmentation or multi-task bundle, each image's lesion mask (PNG) and its measurements; with a volume
-bundle, NIfTI volumes' class probabilities, or their masks (NIfTI) and object volumes in mm^3."""
+segmentation or multi-task bundle, each image's lesion mask (PNG) and its measurements; with a
+regression bundle, each image's predicted numbers; with a volume bundle, NIfTI volumes' class
+probabilities, or their masks (NIfTI) and object volumes in mm^3."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def _predict(args: argparse.Namespace) -> int:
         return _volumes(args, card.task == "segmentation")
     if card.segmentation is not None:
         return _segment(args)
+    if card.regression is not None:
+        return _regress(args, card.regression.targets)
     from lesionlens.predict import describe_rule, predict_paths, write_predictions
 
     rows = predict_paths(args.bundle, args.inputs, args.model__tta)
@@ -53,6 +56,16 @@ def _predict(args: argparse.Namespace) -> int:
     write_predictions(rows, args.out)
     if args.out:
         print(f"{len(rows)} predictions written to {args.out}")
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+def _regress(args: argparse.Namespace, targets: list[str]) -> int:
+    from lesionlens.predict import regress_paths, write_rows
+
+    rows = regress_paths(args.bundle, args.inputs, args.model__tta)
+    write_rows(rows, ["path", *targets], args.out)
+    if args.out:
+        print(f"{len(rows)} predictions of {', '.join(targets)} written to {args.out}", file=sys.stderr)
     return 1 if any(r.get("error") for r in rows) else 0
 
 

@@ -13,21 +13,31 @@ from lesionlens.config import ClassWeights, choices
 
 
 class CachedImages(Dataset):
-    """Rows of a decoded uint8 N x H x W x 3 array, transformed on the fly; no file is opened."""
+    """Rows of a decoded uint8 N x H x W x 3 array, transformed on the fly; no file is opened.
+    Targets are class indices, or float rows (N x K) for regression."""
 
     def __init__(self, array: np.ndarray, rows: np.ndarray, targets: np.ndarray | None,
                  transform: Callable[[torch.Tensor], torch.Tensor]):
         self.array = array
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        if targets is not None:
+            targets = np.asarray(targets)
+            targets = targets.astype(np.float32) if np.issubdtype(targets.dtype, np.floating) \
+                else targets.astype(np.int64)
+        self.targets = targets
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         image = torch.from_numpy(np.array(self.array[self.rows[i]])).permute(2, 0, 1)
-        target = -1 if self.targets is None else int(self.targets[i])
+        if self.targets is None:
+            target = -1
+        elif self.targets.dtype == np.float32:
+            target = torch.from_numpy(self.targets[i])
+        else:
+            target = int(self.targets[i])
         return self.transform(image), target
 
 

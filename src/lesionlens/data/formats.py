@@ -73,7 +73,8 @@ class CsvLayout:
     group: str | None = None
     classes: tuple[str, ...] | None = None  # fixed class list; other labels are errors
     class_names: dict[str, str] | None = None  # one-hot column -> class name
-    default_label: str | None = None  # every row's label when the table has no label columns (masks only)
+    default_label: str | None = None  # every row's label when the table has no label columns (masks, regression)
+    numeric: tuple[str, ...] = ()  # regression targets: never class columns, whatever their values
 
 
 def read_csv_table(csv_path: Path, finder: ImageFinder, layout: CsvLayout | None = None,
@@ -94,7 +95,7 @@ def read_csv_table(csv_path: Path, finder: ImageFinder, layout: CsvLayout | None
     label_col = None if layout.one_hot else _column(columns, layout.label, LABEL_COLUMNS, csv_path, "label")
     one_hot = list(layout.one_hot or [])
     if label_col is None and not one_hot:
-        used = {image_col, partition_col, group_col}
+        used = {image_col, partition_col, group_col, *(columns.get(n.strip().lower()) for n in layout.numeric)}
         one_hot = [c for c in df.columns if c not in used and _is_flag_column(df[c])]
         if not one_hot and layout.default_label:
             df = df.assign(**{"__label__": layout.default_label})

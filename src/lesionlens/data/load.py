@@ -34,8 +34,10 @@ def detect_format(path: Path) -> str:
 
 
 def read_table(path: str | Path, fmt: str = "auto", images: str | Path | None = None,
-               group_column: str | None = None) -> ImageTable:
-    """Read any supported layout into an :class:`ImageTable`; problems are recorded, not raised."""
+               group_column: str | None = None, targets: tuple[str, ...] = ()) -> ImageTable:
+    """Read any supported layout into an :class:`ImageTable`; problems are recorded, not raised.
+    ``targets`` names a regression's numeric columns: a CSV never reads them as class columns, and
+    one without a label column is read with the one label ``all``."""
     path = Path(path).expanduser()
     images = Path(images).expanduser() if images else None
     fmt = detect_format(path) if fmt == "auto" else fmt
@@ -43,6 +45,8 @@ def read_table(path: str | Path, fmt: str = "auto", images: str | Path | None = 
         raise FileNotFoundError(f"{path}: no such file or folder")
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {choices(DataFormat)}")
+    if fmt == "csv" and targets:
+        return check_table(_read_csv(path, images, group_column, targets))
     return check_table(READERS[fmt](path, images, group_column))
 
 
@@ -52,11 +56,13 @@ def _read_folder(path: Path, images: Path | None, group_column: str | None) -> I
     return read_folder(path)
 
 
-def _read_csv(path: Path, images: Path | None, group_column: str | None) -> ImageTable:
+def _read_csv(path: Path, images: Path | None, group_column: str | None,
+              targets: tuple[str, ...] = ()) -> ImageTable:
     if path.is_dir():
         raise ValueError(f"{path}: the csv format needs a CSV file, not a folder")
     folders = [images] if images else [path.parent, path.parent / "images"]
-    return read_csv_table(path, ImageFinder(folders), CsvLayout(group=group_column))
+    return read_csv_table(path, ImageFinder(folders), CsvLayout(group=group_column, default_label="all" if targets else None,
+                                                                 numeric=targets))
 
 
 # format -> reader(path, images folder, group column); "auto" is detected first

@@ -60,3 +60,50 @@ def unique_names(bundles: list[Path]) -> list[str]:
     """Each bundle's folder name, made unique with its parent's where two are the same."""
     names = [Path(b).resolve().name for b in bundles]
     return [f"{Path(b).resolve().parent.name}-{n}" if names.count(n) > 1 else n for b, n in zip(bundles, names)]
+
+
+def evaluate_regression_bundle(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
+                               images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
+                               cache_dir: str | None = None, tta: str | None = None, resamples: int = 2000,
+                               progress: bool = True, allow_leakage: bool = False):
+    """Evaluate a regression bundle on data that has its target columns: MAE, RMSE, R^2 against the
+    bundle's own baseline (its training median), scatter and residual plots, written to ``out``
+    (default ``BUNDLE/evaluations/<data>-<split>``). Returns the evaluation and its files."""
+    import numpy as np
+
+    from lesionlens.data.load import prepare, read_table
+    from lesionlens.data.targets import attach_targets
+    from lesionlens.evaluation.evaluate import choose_rows, resolve_split
+    from lesionlens.evaluation.regression import RegressionEvaluation
+    from lesionlens.evaluation.regression_report import write_regression_report
+    from lesionlens.inference import load_model, predict_values
+
+    reg = card.regression
+    tta = card.resolve_tta(tta)
+    if reg.box and tta != "none":
+        raise ValueError(f"{card.path}: its targets are a box, which test-time augmentation would flip and turn "
+                         "with the image; use --tta none")
+    table = read_table(data_path, fmt, images, targets=tuple(reg.targets))
+    split = resolve_split(table, card, data_path, split)
+    if split in ("train", "val", "test"):
+        table = table.subset((table.frame["partition"] == split).to_numpy())
+        if len(table) == 0:
+            raise ValueError(f"{data_path}: the data has no {split!r} partition; use --split all")
+    values = attach_targets(table, tuple(reg.targets))
+    columns = [f"target:{t}" for t in reg.targets]
+    for k, column in enumerate(columns):
+        table.frame[column] = values[:, k]
+    suffix = "" if tta == "none" else f"-tta-{tta}"
+    out = out or card.path / "evaluations" / f"{Path(data_path).stem}-{split}{suffix}"
+    data = prepare(table, card.preprocessing, on_bad_input, cache_dir, report=out / "data_issues.csv",
+                   progress=progress)
+    rows, what = choose_rows(data, card, split, allow_leakage)
+    frame = data.table.frame
+    predicted = predict_values(card, load_model(card), data.images.array, frame["cache_row"].to_numpy()[rows], tta,
+                               progress)
+    ev = RegressionEvaluation(list(reg.targets), frame[columns].to_numpy(dtype=np.float64)[rows], predicted,
+                              np.asarray(reg.baseline), frame["image_id"].astype(str).to_numpy()[rows].tolist(),
+                              description=f"{card.architecture} on {Path(data_path).name}, {what}"
+                                          + (f", TTA {tta}" if tta != "none" else ""),
+                              box=reg.box, n_resamples=resamples)
+    return ev, write_regression_report(ev, out)

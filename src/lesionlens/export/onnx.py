@@ -84,6 +84,9 @@ def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_li
     import onnxruntime as ort
 
     card = read_card(bundle)
+    if card.task == "regression":
+        raise ExportError(f"{card.path}: a regression bundle cannot be exported for the server yet (its check and the "
+                          "server's answers are class probabilities); `lesionlens predict` gives its values")
     if int8 and card.task != "classification":
         raise ExportError(f"{card.path}: --int8 is measured on class probabilities only; export this {card.task} "
                           "bundle without --int8")

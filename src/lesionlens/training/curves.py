@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lesionlens.training.module import MONITOR_MODE  # noqa: E402
+
 
 def log_files(log_dir: Path) -> list[Path]:
     """The run's CSV logs in order: ``metrics.<k>.csv`` kept from before each resume, then ``metrics.csv``."""
@@ -56,11 +58,12 @@ def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, 
     ax.set(xlabel="epoch", ylabel="loss", title="loss (a widening gap = over-fitting)")
     ax.legend()
     ax = axes[1]
-    for col in ("train_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_auc", "val_jaccard", "val_dice"):
+    for col in ("train_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_auc", "val_jaccard", "val_dice",
+                "val_r2"):
         if col in df:
             ax.plot(df.index, df[col], "-o", label=col.replace("_", " "), ms=4)
     if monitor in df and df[monitor].notna().any():
-        best = df[monitor].idxmin() if monitor == "val_loss" else df[monitor].idxmax()
+        best = df[monitor].idxmin() if MONITOR_MODE[monitor] == "min" else df[monitor].idxmax()
         ax.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch ({best})")
     ax.set(xlabel="epoch", ylabel="score", ylim=(0, 1.02), title="scores")
     ax.legend(fontsize=8, loc="lower right")

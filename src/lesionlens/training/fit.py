@@ -37,8 +37,8 @@ from lesionlens.training.distributed import World, check_distributed, world_of
 from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
 from lesionlens.training.loop import fit_network
-from lesionlens.training.segment_fit import check_task
 from lesionlens.training.strategies import check_strategy, plan_strategy
+from lesionlens.training.tasks import check_task
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class TrainResult:
     evaluation: WrittenEvaluation | None  # the validation split, under the fitted decision rule (no class head: None)
     estimate: Estimate | None = None  # what the run was expected to cost (None for a resumed run)
     segmentation: Any = None  # segmentation and multitask: the validation split's SegmentationEvaluation
+    regression: Any = None  # regression: the validation split's RegressionEvaluation
 
     @property
     def validation(self) -> dict:
@@ -176,6 +177,10 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     if cfg.data.train_on_val and cfg.train.patience is not None:
         raise ConfigError("data.train_on_val keeps the last epoch: it cannot be combined with early stopping "
                           "(train.patience)")
+    if cfg.train.task == "regression":
+        from lesionlens.training.regress_fit import train_regression
+
+        return train_regression(cfg, out, resume, progress, world)
     if cfg.train.task != "classification":
         from lesionlens.training.segment_fit import train_segmentation
 

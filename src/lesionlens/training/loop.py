@@ -46,6 +46,13 @@ def fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezeP
     prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
     module = Classifier(model, cfg.train, pre, weights, steps_per_epoch=len(train_loader), class_prior=prior,
                         optimized=plan.optimized(), lr_scale=plan.lr_scale())
+    return fit_module(cfg, out, module, train_loader, val_loader, plan, resume, progress, world)
+
+
+def fit_module(cfg: RunConfig, out: Path, module: Classifier, train_loader: DataLoader, val_loader: DataLoader,
+               plan: FreezePlan, resume: bool, progress: bool, world: World) -> tuple[torch.nn.Module, dict] | None:
+    """Fit ``module`` (a Classifier or one of its kinds) and return its network at the kept epoch with
+    the run's record for the card (process 0; the other processes get None)."""
     trainer, checkpoint = build_trainer(cfg, out, len(train_loader), resume, progress, plan, world)
     last_ckpt = out / "checkpoints" / "last.ckpt"
     distinct_draws(cfg, world)
@@ -141,7 +148,7 @@ def sharded_loaders(cfg: RunConfig, train_ds, val_ds, sampler, val_batch: int,
 def best_epoch(history, monitor: str) -> int | None:
     if monitor not in history or history[monitor].isna().all():
         return None
-    return int(history[monitor].idxmin() if monitor == "val_loss" else history[monitor].idxmax())
+    return int(history[monitor].idxmin() if MONITOR_MODE[monitor] == "min" else history[monitor].idxmax())
 
 
 def median_of(history, column: str) -> float | None:

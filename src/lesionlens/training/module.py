@@ -19,7 +19,7 @@ from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penal
 
 # monitored validation metric -> whether larger ("max") or smaller ("min") is better
 MONITOR_MODE = {"val_balanced_accuracy": "max", "val_macro_auc": "max", "val_accuracy": "max", "val_loss": "min",
-                "val_jaccard": "max"}
+                "val_jaccard": "max", "val_mae": "min"}
 check_covers(MONITOR_MODE, Monitor, "monitored metric")
 
 
@@ -91,11 +91,15 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
-        loss = self._loss(logits, targets)  # the data term; the L1 penalty is not logged as loss
-        n = len(targets)
+        loss = self._loss(logits, targets)
+        self.log("train_accuracy", (logits.argmax(1) == targets).float().mean(), on_epoch=True,
+                 batch_size=len(targets), sync_dist=True)
+        return self.step_loss(loss, len(targets))
+
+    def step_loss(self, loss: torch.Tensor, n: int) -> torch.Tensor:
+        """Log and count a training batch's data loss (of ``n`` images); what to minimise is that loss
+        plus the L1 penalty, which is not logged as loss. Every kind of Classifier ends its step here."""
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
-        self.log("train_accuracy", (logits.argmax(1) == targets).float().mean(), on_epoch=True, batch_size=n,
-                 sync_dist=True)
         self.images_seen += n
         self.loss_sum += float(loss.detach()) * n
         if self.cfg.l1 > 0:

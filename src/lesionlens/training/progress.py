@@ -26,7 +26,8 @@ class EpochReport(L.Callback):
         val = [f"{label} {m[k]:.3f}" for k, label in (("val_loss", "val loss"), ("val_accuracy", "acc"),
                                                      ("val_balanced_accuracy", "bal. acc"),
                                                      ("val_macro_auc", "macro AUC"), ("val_jaccard", "Jaccard"),
-                                                     ("val_dice", "Dice")) if k in m]
+                                                     ("val_dice", "Dice"), ("val_mae", "MAE"),
+                                                     ("val_r2", "R^2")) if k in m]
         if val:
             parts.append("  ".join(val))
         parts.append(f"{rate:.1f} img/s, {int(elapsed // 60)}m{int(elapsed % 60):02d}s")

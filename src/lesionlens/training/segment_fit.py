@@ -42,13 +42,9 @@ SEGMENTATION_MONITORS = ("val_jaccard", "val_loss")
 SEGMENTATION_STRATEGIES = ("full", "scratch")
 
 
-def check_task(cfg: RunConfig) -> None:
-    """Refuse settings the run's task cannot honour, before any data is read; a segmentation run
-    that monitors a class metric monitors ``val_jaccard`` instead (and says so)."""
-    if cfg.train.task == "classification":
-        if cfg.train.monitor == "val_jaccard":
-            raise ConfigError("train.monitor val_jaccard needs --task segmentation or multitask")
-        return
+def check_segmentation(cfg: RunConfig) -> None:
+    """Refuse settings a segmentation or multi-task run cannot honour, before any data is read; a
+    segmentation run that monitors a class metric monitors ``val_jaccard`` instead (and says so)."""
     if cfg.model.lesion_crop:
         raise ConfigError(f"--task {cfg.train.task}: model.lesion_crop (crop-then-classify) is for classifiers; a "
                           "segmentation network sees the whole image")
@@ -121,7 +117,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
     from lesionlens.training.segment_module import Segmenter
 
     started = time.perf_counter()
-    check_task(cfg)
+    check_segmentation(cfg)
     out.mkdir(parents=True, exist_ok=True)
     if world.is_zero:
         cfg.save(out / "config.yaml")

@@ -43,15 +43,7 @@ class Segmenter(Classifier):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _, _ = self._losses(batch)
-        n = len(batch[0])
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
-        self.images_seen += n
-        self.loss_sum += float(loss.detach()) * n
-        if self.cfg.l1 > 0:
-            from lesionlens.training.optim import l1_penalty
-
-            loss = loss + self.cfg.l1 * l1_penalty(self.optimizers().optimizer)
-        return loss
+        return self.step_loss(loss, len(batch[0]))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, mask_logits, class_logits = self._losses(batch)

@@ -14,6 +14,8 @@ def training_summary(result: TrainResult) -> str:
     card, out = result.card, result.bundle
     if result.segmentation is not None:
         return segmentation_summary(result)
+    if result.regression is not None:
+        return regression_summary(result)
     lines = [
         "",
         f"Bundle written to {out}/",
@@ -96,5 +98,27 @@ def volume_summary(result) -> str:
         *(f"  {out / path}" for name, path in sorted(card.files.items()) if name != "split"),
         "Next:",
         f"  lesionlens predict {out} VOLUME_OR_FOLDER",
+    ]
+    return "\n".join(lines)
+
+
+def regression_summary(result: TrainResult) -> str:
+    card, out = result.card, result.bundle
+    reg = card.regression
+    lines = [
+        "",
+        f"Bundle written to {out}/ (task regression)",
+        f"  {card.architecture} at {card.preprocessing.image_size}px predicting {', '.join(reg.targets)} "
+        f"({reg.loss} loss{', a box' if reg.box else ''})",
+        run_line(result),
+        "",
+        *result.regression.lines(),
+        "",
+        "Files:",
+        f"  {out / 'card.json'}  (model card)",
+        *(f"  {out / path}" for name, path in sorted(card.files.items()) if name.startswith("regression_")),
+        *([f"  {curves}"] if (curves := card.file("learning_curves")) else []),
+        "Next:",
+        f"  lesionlens predict {out} IMAGE_OR_FOLDER",
     ]
     return "\n".join(lines)

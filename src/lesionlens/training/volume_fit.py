@@ -70,6 +70,9 @@ def check_volume_run(cfg: RunConfig) -> str:
     spec = get_spec(cfg.model.name)
     spec.require(3, f"training on volumes ({cfg.data.path})")
     task = "segmentation" if spec.output == "mask" else "classification"
+    if cfg.train.task in ("regression", "multitask"):
+        raise ConfigError(f"--task {cfg.train.task} is not supported on volumes yet; volumes train a classifier "
+                          "(tiny_cnn3d, simple_cnn3d, resnet3d) or a mask model (unet3d, tiny_unet3d)")
     if cfg.train.task not in ("classification", task):
         raise ConfigError(f"--task {cfg.train.task}: {spec.name} is a {task} model; choose "
                           f"{'unet3d' if cfg.train.task == 'segmentation' else 'a 3D classifier'}")
