@@ -55,8 +55,10 @@ def main() -> int:
         rows += table_rows("HAM10000 age (years)", train_once(args.out / "age", cfg))
     if "box" not in skip:
         boxes = write_boxes(args.shared / "data" / "isic2017", args.out / "boxes.csv")
+        # the official partitions hold copies of a few images on both sides (as for the segmentation
+        # bench): kept, and recorded on the card
         cfg = load_config(overrides={**overrides, "data.path": str(boxes), "data.target": "x0,y0,x1,y1",
-                                     "regression.box": True})
+                                     "regression.box": True, "data.allow_leakage": True})
         rows += table_rows("ISIC 2017 lesion box (fraction of side)", train_once(args.out / "box", cfg))
     print_table(rows)
     return 0

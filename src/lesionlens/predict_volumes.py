@@ -53,6 +53,7 @@ class VolumePredictions:
     paths: list[str]
     classes: list[str]
     probabilities: np.ndarray | None = None  # N x C (classification bundles)
+    values: np.ndarray | None = None  # N x K in the targets' units (regression bundles; classes are the targets)
     masks: np.ndarray | None = None  # N x D x H x W bool, on the bundle's grid (segmentation bundles)
     voxel_mm3: float | None = None  # the grid's voxel volume (None where the bundle resizes instead)
 
@@ -89,6 +90,8 @@ class VolumePredictor:
             masks = 1 / (1 + np.exp(-out[:, 0])) > threshold
             voxel = float(np.prod(self.pre.spacing)) if self.pre.spacing else None
             return VolumePredictions(names, list(self.card.classes), masks=masks, voxel_mm3=voxel)
+        if self.card.regression is not None:
+            return VolumePredictions(names, list(self.card.regression.targets), values=self.card.regression.values(out))
         return VolumePredictions(names, list(self.card.classes), probabilities=self.card.rule.probabilities(out))
 
 
@@ -108,6 +111,7 @@ def collect_volumes(inputs: list[str | Path]) -> list[tuple[Path, str | None]]:
 
 def predict_volume_paths(bundle: str | Path, inputs: list[str | Path], masks: str | Path | None = None) -> list[dict]:
     """One row per volume: ``path, predicted, confidence, p_<class>...`` for a classification bundle;
+    ``path, <target>...`` for a regression bundle;
     ``path, volume_mm3, voxels, mask`` for a segmentation bundle, whose masks are written as NIfTI
     files on the bundle's grid into ``masks``. A file that cannot be used gets its ``error``."""
     import nibabel as nib
@@ -133,6 +137,8 @@ def predict_volume_paths(bundle: str | Path, inputs: list[str | Path], masks: st
             nib.save(nib.Nifti1Image(p.masks[0].astype(np.uint8), np.diag([*spacing, 1.0])), str(out))
             row |= {"volume_mm3": None if p.volumes_mm3 is None else float(p.volumes_mm3[0]),
                     "voxels": int(p.masks[0].sum()), "mask": str(out)}
+        elif p.values is not None:
+            row |= {t: float(v) for t, v in zip(p.classes, p.values[0])}
         else:
             probs = p.probabilities[0]
             row |= {"predicted": p.labels[0], "confidence": float(probs.max()),

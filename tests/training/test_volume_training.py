@@ -131,7 +131,9 @@ def test_volume_runs_refuse_what_they_cannot_honour(synthetic):
         check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"train.task": "segmentation"}))
     with pytest.raises(ConfigError, match="strategy must be one of"):
         check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"train.strategy": "features"}))
-    with pytest.raises(ConfigError, match="--task regression is not supported on volumes yet"):
+    with pytest.raises(ConfigError, match="--task multitask is not supported on volumes yet"):
+        check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"train.task": "multitask"}))
+    with pytest.raises(ValueError, match="--target: expected one or more column names"):
         check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"train.task": "regression"}))
     with pytest.raises(ConfigError, match="train_on_val is not supported"):
         check_volume_run(volume_config(table, "tiny_cnn3d", 1, **{"data.train_on_val": True}))

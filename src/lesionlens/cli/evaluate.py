@@ -118,7 +118,10 @@ def _evaluate_volumes(args: argparse.Namespace, card) -> int:
 
     result = evaluate_volume_bundle(card, args.data__path, args.out, args.split, args.data__on_bad_input,
                                     args.bootstrap, allow_leakage=bool(args.data__allow_leakage))
-    if result.masks is not None:
+    if result.regression is not None:
+        print("\n".join(result.regression.lines()))
+        print(f"\nWritten to {result.folder}/: metrics.json, predictions.csv, scatter.png, residuals.png, worst.json")
+    elif result.masks is not None:
         s = result.masks.summary()
         print(f"{result.masks.description}: Dice {s['dice']:.3f}, Jaccard {s['jaccard']:.3f}, lowest Dice "
               f"{s['dice_min']:.3f}")

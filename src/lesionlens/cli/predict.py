@@ -43,7 +43,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     card = read_card(args.bundle, verify=False)
     if card.is_volume:
-        return _volumes(args, card.task == "segmentation")
+        return _volumes(args, card.task == "segmentation", card.regression.targets if card.regression else None)
     if card.segmentation is not None:
         return _segment(args)
     if card.regression is not None:
@@ -88,7 +88,7 @@ def _segment(args: argparse.Namespace) -> int:
     return 1 if any(r.get("error") for r in rows) else 0
 
 
-def _volumes(args: argparse.Namespace, segments: bool) -> int:
+def _volumes(args: argparse.Namespace, segments: bool, targets: list[str] | None) -> int:
     from lesionlens.predict import write_rows
     from lesionlens.predict_volumes import predict_volume_paths
 
@@ -98,7 +98,9 @@ def _volumes(args: argparse.Namespace, segments: bool) -> int:
               "for the volumes in mm^3)", file=sys.stderr)
         return 2
     rows = predict_volume_paths(args.bundle, args.inputs, masks if segments else None)
-    write_rows(rows, ["path", "volume_mm3", "mask"] if segments else ["path", "predicted", "confidence"], args.out)
+    first = ["path", "volume_mm3", "mask"] if segments else ["path", *targets] if targets else \
+        ["path", "predicted", "confidence"]
+    write_rows(rows, first, args.out)
     if args.out:
         print(f"{len(rows)} volumes predicted into {args.out}", file=sys.stderr)
     return 1 if any(r.get("error") for r in rows) else 0

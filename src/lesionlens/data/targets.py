@@ -43,6 +43,22 @@ def attach_targets(table: ImageTable, columns: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+TARGET_PREFIX = "target:"  # the table's frame columns that carry the targets, one per target
+
+
+def store_targets(table: ImageTable, columns: tuple[str, ...]) -> None:
+    """Read the targets (:func:`attach_targets`) into ``table``'s frame, so rows dropped later (a bad
+    image, a split) take their targets with them; :func:`stored_targets` reads them back."""
+    values = attach_targets(table, columns)
+    for k, column in enumerate(columns):
+        table.frame[TARGET_PREFIX + column] = values[:, k]
+
+
+def stored_targets(table: ImageTable, columns: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The targets :func:`store_targets` put in the frame, N x K float64 in the table's row order."""
+    return table.frame[[TARGET_PREFIX + c for c in columns]].to_numpy(dtype=np.float64)
+
+
 def _number(text: str) -> float | None:
     try:
         value = float(text)

@@ -18,13 +18,16 @@ from lesionlens.data.volume_transforms import VolumeAugment, apply, volume_trans
 
 
 class Volumes(Dataset):
-    """Rows ``rows`` of ``array`` (N x D x H x W float32) with their class indices and, for
+    """Rows ``rows`` of ``array`` (N x D x H x W float32) with their class indices (or regression
+    targets) and, for
     segmentation, masks (aligned with ``rows``); augmented when ``augment`` is given."""
 
     def __init__(self, array: np.ndarray, rows: np.ndarray, targets: np.ndarray, masks: np.ndarray | None = None,
                  augment: VolumeAugment | None = None, seed: int = 0):
         self.array, self.rows = array, np.asarray(rows, dtype=np.int64)
-        self.targets = np.asarray(targets, dtype=np.int64)
+        targets = np.asarray(targets)  # class indices, or float rows (N x K) for regression
+        self.targets = targets.astype(np.float32) if np.issubdtype(targets.dtype, np.floating) \
+            else targets.astype(np.int64)
         self.masks = masks
         if len(self.targets) != len(self.rows) or (masks is not None and len(masks) != len(self.rows)):
             raise ValueError(f"{len(self.rows)} volumes, {len(self.targets)} targets and "
@@ -52,5 +55,5 @@ class Volumes(Dataset):
         else:
             self._reseed_in_worker()
             x, m = apply(self.transform, volume, mask)
-        target = int(self.targets[i])
+        target = torch.from_numpy(self.targets[i]) if self.targets.dtype == np.float32 else int(self.targets[i])
         return (x, target) if m is None else (x, m, target)

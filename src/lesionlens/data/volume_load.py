@@ -44,16 +44,18 @@ def is_volume_table(path: str | Path) -> bool:
     return bool(values) and all(is_volume_path(v) for v in values)
 
 
-def read_volume_table(path: str | Path, masks: bool = False, group_column: str | None = None) -> ImageTable:
-    """The CSV's rows (with a ``mask`` column when ``masks``: segmentation), paths found relative to
-    the CSV; problems are recorded, not raised."""
+def read_volume_table(path: str | Path, masks: bool = False, group_column: str | None = None,
+                      targets: tuple[str, ...] = ()) -> ImageTable:
+    """The CSV's rows (with a ``mask`` column when ``masks``: segmentation; with ``targets``, a
+    regression's numeric columns, then read by :func:`lesionlens.data.targets.store_targets`), paths found
+    relative to the CSV; problems are recorded, not raised."""
     path = Path(path).expanduser()
     if masks:
         table, _ = read_mask_table(path, "csv", None, group_column)
         if "mask" not in table.frame:
             raise ValueError(f"{path}: segmentation needs a mask column (mask, mask_path, segmentation or mask_file)")
     else:
-        table = read_table(path, "csv", None, group_column)
+        table = read_table(path, "csv", None, group_column, targets=targets)
     table.format = VOLUME_FORMAT
     return table
 

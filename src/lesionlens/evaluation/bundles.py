@@ -72,7 +72,7 @@ def evaluate_regression_bundle(card: Card, data_path: str | Path, out: Path | No
     import numpy as np
 
     from lesionlens.data.load import prepare, read_table
-    from lesionlens.data.targets import attach_targets
+    from lesionlens.data.targets import store_targets, stored_targets
     from lesionlens.evaluation.evaluate import choose_rows, resolve_split
     from lesionlens.evaluation.regression import RegressionEvaluation
     from lesionlens.evaluation.regression_report import write_regression_report
@@ -89,10 +89,7 @@ def evaluate_regression_bundle(card: Card, data_path: str | Path, out: Path | No
         table = table.subset((table.frame["partition"] == split).to_numpy())
         if len(table) == 0:
             raise ValueError(f"{data_path}: the data has no {split!r} partition; use --split all")
-    values = attach_targets(table, tuple(reg.targets))
-    columns = [f"target:{t}" for t in reg.targets]
-    for k, column in enumerate(columns):
-        table.frame[column] = values[:, k]
+    store_targets(table, tuple(reg.targets))
     suffix = "" if tta == "none" else f"-tta-{tta}"
     out = out or card.path / "evaluations" / f"{Path(data_path).stem}-{split}{suffix}"
     data = prepare(table, card.preprocessing, on_bad_input, cache_dir, report=out / "data_issues.csv",
@@ -101,7 +98,7 @@ def evaluate_regression_bundle(card: Card, data_path: str | Path, out: Path | No
     frame = data.table.frame
     predicted = predict_values(card, load_model(card), data.images.array, frame["cache_row"].to_numpy()[rows], tta,
                                progress)
-    ev = RegressionEvaluation(list(reg.targets), frame[columns].to_numpy(dtype=np.float64)[rows], predicted,
+    ev = RegressionEvaluation(list(reg.targets), stored_targets(data.table, reg.targets)[rows], predicted,
                               np.asarray(reg.baseline), frame["image_id"].astype(str).to_numpy()[rows].tolist(),
                               description=f"{card.architecture} on {Path(data_path).name}, {what}"
                                           + (f", TTA {tta}" if tta != "none" else ""),

@@ -34,6 +34,7 @@ class VolumeBundleEvaluation:
     what: str  # which volumes: the bundle's validation split, a partition, all
     written: object = None  # classification: the WrittenEvaluation
     masks: object = None  # segmentation: the VolumeMaskEvaluation
+    regression: object = None  # regression: the RegressionEvaluation
 
 
 def choose_volume_rows(data: VolumeData, card: Card, split: str, allow_leakage: bool) -> tuple[np.ndarray, str]:
@@ -68,6 +69,9 @@ def evaluate_volume_bundle(bundle: str | Path | Card, data_path: str | Path, out
     ``BUNDLE/evaluations/<data>-<split>``)."""
     from lesionlens.evaluation.files import write_evaluation
     from lesionlens.evaluation.result import Evaluation
+    from lesionlens.data.targets import store_targets, stored_targets
+    from lesionlens.evaluation.regression import RegressionEvaluation
+    from lesionlens.evaluation.regression_report import write_regression_report
     from lesionlens.evaluation.volume_masks import evaluate_volume_masks
     from lesionlens.predict_volumes import load_volume_model
     from lesionlens.predict_volumes import predict_volume_logits
@@ -76,7 +80,10 @@ def evaluate_volume_bundle(bundle: str | Path | Card, data_path: str | Path, out
     if not card.is_volume:
         raise BundleError(f"{card.path}: a bundle for 2D images; evaluate it on images")
     segments = card.task == "segmentation"
-    table = read_volume_table(data_path, masks=segments)
+    reg = card.regression
+    table = read_volume_table(data_path, masks=segments, targets=tuple(reg.targets) if reg else ())
+    if reg is not None:
+        store_targets(table, tuple(reg.targets))
     data = prepare_volumes(table, card.preprocessing, on_bad_input)
     resolved = resolve_split(data.table, card, data_path, split)
     rows, what = choose_volume_rows(data, card, resolved, allow_leakage)
@@ -91,6 +98,12 @@ def evaluate_volume_bundle(bundle: str | Path | Card, data_path: str | Path, out
         evaluation = evaluate_volume_masks(masks, 1 / (1 + np.exp(-logits[:, 0])) > threshold, ids, voxel, description)
         evaluation.write(out)
         return VolumeBundleEvaluation(card, out, what, masks=evaluation)
+    if reg is not None:
+        evaluation = RegressionEvaluation(list(reg.targets), stored_targets(data.table, reg.targets)[rows],
+                                          reg.values(logits), np.asarray(reg.baseline), ids, description,
+                                          n_resamples=resamples)
+        write_regression_report(evaluation, out)
+        return VolumeBundleEvaluation(card, out, what, regression=evaluation)
     mapping = align_classes(data.table.classes, card.classes)
     y_true = data.table.frame["label"].iloc[rows].map(mapping).to_numpy(dtype=np.int64)
     rule = card.rule

@@ -26,7 +26,7 @@ from lesionlens.config import ConfigError, RunConfig
 from lesionlens.data.dataset import CachedImages
 from lesionlens.data.load import PreparedData, prepare, read_table
 from lesionlens.data.splits import assign_partitions
-from lesionlens.data.targets import attach_targets, target_columns
+from lesionlens.data.targets import store_targets, stored_targets, target_columns
 from lesionlens.data.transforms import train_transform
 from lesionlens.evaluation.regression import RegressionEvaluation
 from lesionlens.evaluation.regression_report import write_regression_report
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 REGRESSION_MONITORS = ("val_mae", "val_loss")
 REGRESSION_STRATEGIES = ("full", "scratch", "baseline", "shallow", "deep")
-TARGET_PREFIX = "target:"  # the table's columns that hold the targets, one per target
 
 
 def check_regression(cfg: RunConfig) -> None:
@@ -84,15 +83,13 @@ def load_regression_data(cfg: RunConfig, pre, out: Path, progress: bool = True,
         test = (table.frame["partition"] == "test").to_numpy()
         log.info("leaving the %d test images of %s out of training", test.sum(), cfg.data.path)
         table = table.subset(~test)
-    values = attach_targets(table, columns)
-    for k, column in enumerate(columns):  # carried in the frame, so dropped rows take their targets along
-        table.frame[TARGET_PREFIX + column] = values[:, k]
+    store_targets(table, columns)
     data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir,
                    report=out / "data_issues.csv" if world.is_zero else None, progress=progress and world.is_zero)
     split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
     leakage = check_split(split, data.images.array)
     enforce(leakage, cfg.data.allow_leakage, f"{cfg.data.path}: the training split")
-    targets = split.frame[[TARGET_PREFIX + c for c in columns]].to_numpy(dtype=np.float64)
+    targets = stored_targets(split, columns)
     return PreparedData(split, data.images), targets, leakage
 
 

@@ -8,6 +8,7 @@ spacing, normalisation), so ``predict`` reads how to prepare a volume from the b
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +16,17 @@ import torch
 from torch import nn
 
 from lesionlens.bundle.card import write_card
-from lesionlens.bundle.schema import DataInfo, ModelInfo, SegmentationInfo, TrainingInfo, ValidationInfo
+from lesionlens.bundle.schema import DataInfo, ModelInfo, RegressionInfo, SegmentationInfo, TrainingInfo, ValidationInfo
 from lesionlens.bundle.split import SPLIT_FILE, fingerprint, split_counts, write_split
 from lesionlens.config import RunConfig
 from lesionlens.data.volume_load import VolumeData
 from lesionlens.data.volumes import VolumePreprocessing
+from lesionlens.evaluation.regression_report import write_regression_report
 
 
 def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, data: VolumeData,
                         pre: VolumePreprocessing, train_rows: np.ndarray, val_rows: np.ndarray, trainer, checkpoint,
-                        fit_seconds: float, total_seconds: float):
+                        fit_seconds: float, total_seconds: float, regression: RegressionInfo | None = None):
     from lesionlens.training.curves import epoch_table, plot_learning_curves
     from lesionlens.training.loop import best_epoch, median_of
     from lesionlens.training.volume_fit import VolumeTrainResult
@@ -39,7 +41,17 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
     ids = table.frame["image_id"].astype(str).to_numpy()[val_rows].tolist()
     volumes, masks = data.arrays(val_rows)
     calibration, operating_points, segmentation = None, {}, None
-    if task == "classification":
+    classes, outputs = table.classes, 1 if task == "segmentation" else len(table.classes)
+    if task == "regression":
+        evaluation = _regression(model, regression, volumes, data, val_rows, ids, cfg.train.seed,
+                                 f"{cfg.model.name} on {Path(cfg.data.path).name}: validation split")
+        files |= {f"regression_{k}": str(p.relative_to(out))
+                  for k, p in write_regression_report(evaluation, out / "regression").items()}
+        summary = evaluation.summary
+        regression = replace(regression, validation=summary)
+        validation = ValidationInfo(len(val_rows), None, None, None)
+        classes, outputs = list(regression.targets), len(regression.targets)
+    elif task == "classification":
         _, written, rule = _classification(model, table.classes, volumes, table.targets()[val_rows], ids,
                                                      f"{cfg.model.name} on {Path(cfg.data.path).name} "
                                                      f"(validation split, {len(val_rows)} volumes)", out)
@@ -64,9 +76,8 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
     parameters = sum(p.numel() for p in model.parameters())
     card = write_card(
         out, task=task,
-        model=ModelInfo(cfg.model.name, len(table.classes) if task == "classification" else 1, "linear",
-                        cfg.model.drop_rate, False, None, parameters, parameters),
-        classes=table.classes, label_view="all", preprocessing=pre, tta="none",
+        model=ModelInfo(cfg.model.name, outputs, "linear", cfg.model.drop_rate, False, None, parameters, parameters),
+        classes=classes, label_view="all", preprocessing=pre, tta="none",
         training=TrainingInfo(
             config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
             fit_time_s=round(fit_seconds, 1), total_time_s=round(total_seconds, 1),
@@ -78,7 +89,7 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
                          SPLIT_FILE, cfg.train.seed, len(table.issues), None),
         validation=validation, calibration=calibration, operating_points=operating_points, files=files,
-        segmentation=segmentation,
+        segmentation=segmentation, regression=regression,
     )
     return VolumeTrainResult(out, card, task, summary, evaluation)
 
@@ -110,3 +121,16 @@ def _segmentation(model: nn.Module, volumes: np.ndarray, masks: np.ndarray, ids:
     predicted = 1 / (1 + np.exp(-logits[:, 0])) > threshold
     voxel = float(np.prod(pre.spacing)) if pre.spacing else None
     return evaluate_volume_masks(masks, predicted, ids, voxel, description)
+
+
+def _regression(model: nn.Module, info: RegressionInfo, volumes: np.ndarray, data: VolumeData, rows: np.ndarray,
+                ids: list[str], seed: int, description: str):
+    """The validation volumes' predicted numbers against the true ones and the training median."""
+    from lesionlens.data.targets import stored_targets
+    from lesionlens.evaluation.regression import RegressionEvaluation
+    from lesionlens.predict_volumes import predict_volume_logits
+
+    predicted = info.values(predict_volume_logits(model, volumes))
+    return RegressionEvaluation(list(info.targets), stored_targets(data.table, info.targets)[rows], predicted,
+                                np.asarray(info.baseline), ids, description, seed=seed)
+

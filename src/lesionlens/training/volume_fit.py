@@ -28,10 +28,12 @@ import torch
 
 from lesionlens.bundle.card import Card
 from lesionlens.config import ConfigError, RunConfig
+from lesionlens.data.targets import store_targets, stored_targets, target_columns
 from lesionlens.data.volume_load import VolumeData, prepare_volumes, read_volume_table
 from lesionlens.data.volume_transforms import VolumeAugment
 from lesionlens.data.volumes import VolumePreprocessing
 from lesionlens.training.module import Classifier
+from lesionlens.training.regress_module import Regressor
 from lesionlens.training.segment_module import Segmenter
 
 log = logging.getLogger(__name__)
@@ -53,13 +55,22 @@ class VolumeSegmenter(Segmenter):
         return self.model(volumes)
 
 
+class VolumeRegressor(Regressor):
+    """The regressor's training on volumes: batches are (volumes, N x K float targets)."""
+
+    def forward(self, volumes: torch.Tensor) -> torch.Tensor:
+        return self.model(volumes)
+
+
 @dataclass
 class VolumeTrainResult:
     bundle: Path
     card: Card
-    task: str  # classification or segmentation
-    validation: dict = field(default_factory=dict)  # classification: metrics.json; segmentation: the Dice summary
-    evaluation: object = None  # the classification WrittenEvaluation, or the VolumeMaskEvaluation
+    task: str  # classification, segmentation or regression
+    validation: dict = field(default_factory=dict)  # classification: metrics.json; segmentation: the Dice
+    # summary; regression: the RegressionEvaluation's summary
+    evaluation: object = None  # the classification WrittenEvaluation, the VolumeMaskEvaluation or the
+    # RegressionEvaluation
 
 
 def check_volume_run(cfg: RunConfig) -> str:
@@ -70,9 +81,22 @@ def check_volume_run(cfg: RunConfig) -> str:
     spec = get_spec(cfg.model.name)
     spec.require(3, f"training on volumes ({cfg.data.path})")
     task = "segmentation" if spec.output == "mask" else "classification"
-    if cfg.train.task in ("regression", "multitask"):
-        raise ConfigError(f"--task {cfg.train.task} is not supported on volumes yet; volumes train a classifier "
-                          "(tiny_cnn3d, simple_cnn3d, resnet3d) or a mask model (unet3d, tiny_unet3d)")
+    if cfg.train.task == "multitask":
+        raise ConfigError("--task multitask is not supported on volumes yet; volumes train a classifier "
+                          "(tiny_cnn3d, simple_cnn3d, resnet3d), a regressor (the same, --task regression) or a "
+                          "mask model (unet3d, tiny_unet3d)")
+    if cfg.train.task == "regression":
+        if task == "segmentation":
+            raise ConfigError(f"--task regression: {spec.name} is a mask model; choose a 3D classifier "
+                              "(tiny_cnn3d, simple_cnn3d, resnet3d), whose outputs become the targets")
+        if cfg.regression.box:
+            raise ConfigError("regression.box is for 2D images (x0, y0, x1, y1)")
+        if cfg.train.sampler != "shuffle":
+            raise ConfigError("--task regression: the balanced sampler draws classes equally often; use shuffle")
+        target_columns(cfg.data.target)
+        task = "regression"
+    elif cfg.data.target:
+        raise ConfigError(f"data.target ({cfg.data.target}) names the numbers of --task regression")
     if cfg.train.task not in ("classification", task):
         raise ConfigError(f"--task {cfg.train.task}: {spec.name} is a {task} model; choose "
                           f"{'unet3d' if cfg.train.task == 'segmentation' else 'a 3D classifier'}")
@@ -91,8 +115,14 @@ def check_volume_run(cfg: RunConfig) -> str:
         log.info("segmentation: monitoring val_jaccard (the configuration's %s is a classification metric)",
                  cfg.train.monitor)
         cfg.train.monitor = "val_jaccard"
-    if task == "classification" and cfg.train.monitor == "val_jaccard":
+    if task == "regression" and cfg.train.monitor not in ("val_mae", "val_loss"):
+        log.info("regression: monitoring val_mae (the configuration's %s is a classification metric)",
+                 cfg.train.monitor)
+        cfg.train.monitor = "val_mae"
+    if task != "segmentation" and cfg.train.monitor == "val_jaccard":
         raise ConfigError("train.monitor val_jaccard needs a mask model (unet3d)")
+    if task != "regression" and cfg.train.monitor == "val_mae":
+        raise ConfigError("train.monitor val_mae needs --task regression")
     return task
 
 
@@ -114,11 +144,15 @@ def load_volume_data(cfg: RunConfig, pre: VolumePreprocessing, task: str, out: P
 
     if not cfg.data.path:
         raise ValueError("no training data: pass --data PATH (a CSV of NIfTI volumes)")
-    table = read_volume_table(cfg.data.path, masks=task == "segmentation", group_column=cfg.data.group_column)
+    columns = target_columns(cfg.data.target) if task == "regression" else ()
+    table = read_volume_table(cfg.data.path, masks=task == "segmentation", group_column=cfg.data.group_column,
+                              targets=columns)
     if table.has_partitions() and (table.frame["partition"] == "test").any():
         test = (table.frame["partition"] == "test").to_numpy()
         log.info("leaving the %d test volumes of %s out of training", test.sum(), cfg.data.path)
         table = table.subset(~test)
+    if columns:
+        store_targets(table, columns)
     data = prepare_volumes(table, pre, cfg.data.on_bad_input, report=out / "data_issues.csv")
     split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
     return VolumeData(split, data.volumes, data.masks)
@@ -161,8 +195,22 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"{cfg.data.path}: need both training and validation volumes, "
                          f"got {len(train_rows)} and {len(val_rows)}")
-    targets, classes = table.targets(), table.classes
-    model = create_model(cfg.model.name, 1 if task == "segmentation" else len(classes), drop_rate=cfg.model.drop_rate)
+    classes = table.classes
+    regression = None
+    if task == "regression":  # the targets, standardised by their training mean and standard deviation
+        from lesionlens.bundle.schema import RegressionInfo
+
+        columns = list(target_columns(cfg.data.target))
+        targets = stored_targets(table, columns)
+        fitted = targets[train_rows]
+        if (fitted.std(axis=0) == 0).any():
+            raise ValueError(f"{cfg.data.path}: a target has one value on every training volume; nothing to learn")
+        regression = RegressionInfo(columns, fitted.mean(axis=0).tolist(), fitted.std(axis=0).tolist(),
+                                    np.median(fitted, axis=0).tolist(), cfg.regression.loss)
+    else:
+        targets = table.targets()
+    outputs = {"segmentation": 1, "regression": len(regression.targets) if regression else 0}.get(task, len(classes))
+    model = create_model(cfg.model.name, outputs, drop_rate=cfg.model.drop_rate)
     parameters = sum(p.numel() for p in model.parameters())
     log.info("about to train %s (%s, %.2fM parameters) for %d epochs on %d volumes at %s voxels of %s mm, "
              "validating on %d", cfg.model.name, task, parameters / 1e6, cfg.train.epochs, len(train_rows),
@@ -181,9 +229,12 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
                               drop_last=len(train_ds) > batch, generator=generator,
                               num_workers=cfg.data.num_workers or 0)
     val_loader = DataLoader(val_ds, batch_size=2 * batch, shuffle=False)
-    prior = torch.tensor(np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows),
-                         dtype=torch.float32)
-    if task == "segmentation":
+    prior = None if regression else torch.tensor(
+        np.bincount(targets[train_rows], minlength=len(classes)) / len(train_rows), dtype=torch.float32)
+    if regression is not None:
+        module = VolumeRegressor(model, cfg.train, cfg.regression, pre, len(train_loader),
+                                 np.asarray(regression.mean), np.asarray(regression.std))
+    elif task == "segmentation":
         module = VolumeSegmenter(model, cfg.train, cfg.segment, pre, len(train_loader), class_prior=prior)
     else:
         weights = class_weights(targets[train_rows], len(classes), cfg.train.class_weights)
@@ -200,4 +251,4 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
     from lesionlens.training.volume_bundle import write_volume_bundle
 
     return write_volume_bundle(cfg, out, task, model, data, pre, train_rows, val_rows, trainer, checkpoint,
-                               fit_seconds, time.perf_counter() - started)
+                               fit_seconds, time.perf_counter() - started, regression)
