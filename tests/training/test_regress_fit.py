@@ -145,3 +145,22 @@ def test_a_box_run_turns_geometric_augmentation_off(tmp_path):
     a = cfg.augment
     assert (a.hflip, a.vflip, a.rotation, a.translate, tuple(a.zoom)) == (0, 0, 0, 0, (1.0, 1.0))
     assert a.brightness > 0 and cfg.train.monitor == "val_mae"
+
+
+def test_export_checks_the_values_and_the_server_refuses_the_bundle(regressed, tmp_path):
+    import shutil
+
+    from lesionlens.bundle.schema import BundleError
+    from lesionlens.export.onnx import describe_export, export_bundle
+    from lesionlens.serving.runtime import BundleModel
+
+    table, out, _ = regressed
+    bundle = shutil.copytree(out, tmp_path / "bundle")
+    info = export_bundle(bundle)
+    assert info.outputs == ["logits"] and info.cam is None
+    assert 0 <= info.check["max_abs_diff_in_sd"] <= info.check["tolerance_in_sd"] == 1e-4
+    assert set(info.check["max_abs_value_diff"]) == {"value"}
+    said = "\n".join(describe_export(info, bundle))
+    assert "standard deviations" in said and "serve" not in said.splitlines()[-1].split("(")[0]
+    with pytest.raises(BundleError, match="a regression bundle"):
+        BundleModel(bundle)

@@ -77,3 +77,13 @@ def test_predict_gives_the_evaluated_numbers(regressed, tmp_path):
 def test_volume_regression_refuses_what_it_cannot_do(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         check_volume_run(_cfg(tmp_path / "v.csv", **extra))
+
+
+def test_the_volume_regressor_exports_with_a_value_check(regressed, tmp_path):
+    import shutil
+
+    from lesionlens.export.onnx_volumes import export_volume_bundle
+
+    bundle = shutil.copytree(regressed[2].bundle, tmp_path / "bundle")
+    info = export_volume_bundle(bundle)
+    assert info.check["max_abs_diff_in_sd"] <= 1e-4 and "volume_mm3" in info.check["max_abs_value_diff"]

@@ -35,7 +35,7 @@ from lesionlens.explain.cam import class_activation_maps
 from lesionlens.explain.agreement import map_correlations
 from lesionlens.explain.attribution import feature_cam
 from lesionlens.export.check import ExportError, find_check_images
-from lesionlens.export.parity import check_classes, check_masks
+from lesionlens.export.parity import check_classes, check_masks, check_values
 from lesionlens.inference import load_model
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,6 @@ def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_li
     import onnxruntime as ort
 
     card = read_card(bundle)
-    if card.task == "regression":
-        raise ExportError(f"{card.path}: a regression bundle cannot be exported for the server yet (its check and the "
-                          "server's answers are class probabilities); `lesionlens predict` gives its values")
     if int8 and card.task != "classification":
         raise ExportError(f"{card.path}: --int8 is measured on class probabilities only; export this {card.task} "
                           "bundle without --int8")
@@ -107,7 +104,9 @@ def export_bundle(bundle: str | Path, images: list[Path] | None = None, check_li
         got = dict(zip(outputs, _run_batches(session, x.numpy())))
         expected = _torch_outputs(model, x, outputs)
         passed = {}
-        if "logits" in outputs:
+        if "logits" in outputs and card.regression is not None:
+            passed |= check_values(got["logits"], expected["logits"], card.regression, check.source)
+        elif "logits" in outputs:
             passed |= check_classes(got["logits"], expected["logits"], card.rule, check.source)
         if "mask_logits" in outputs:
             passed |= check_masks(got["mask_logits"], expected["mask_logits"], card.segmentation, check.source)
@@ -192,6 +191,10 @@ def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
     if "max_abs_prob_diff" in c:
         lines.append(f"  checked against PyTorch on {c['images']}: max |p_onnx - p_torch| = {c['max_abs_prob_diff']:.2e} "
                      f"(allowed {c['tolerance']:.0e}), top-1 agreement {c['top1_agreement']:.3f}")
+    if "max_abs_diff_in_sd" in c:  # a regression bundle
+        units = ", ".join(f"{t} {v:.2e}" for t, v in c["max_abs_value_diff"].items())
+        lines.append(f"  checked against PyTorch on {c['images']}: max |value_onnx - value_torch| = "
+                     f"{c['max_abs_diff_in_sd']:.2e} standard deviations (allowed {c['tolerance_in_sd']:.0e}; {units})")
     if "mask_voxels" in c:  # a volume U-Net (lesionlens.export.onnx_volumes)
         lines.append(f"  masks checked against PyTorch on {c['images']}: max |p_onnx - p_torch| over {c['mask_voxels']:,} "
                      f"voxels = {c['max_abs_mask_prob_diff']:.2e} (allowed {c['mask_tolerance']:.0e}); thresholded at "
@@ -207,7 +210,7 @@ def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
         g = info.cam.gradcam_check
         lines.append(f"  class-activation maps: {bundle / info.cam.file}; correlation with PyTorch Grad-CAM over "
                      f"{g['compared']} images: mean {_fmt(g['mean_correlation'])}, min {_fmt(g['min_correlation'])}")
-    elif not volume:
+    elif not volume and "max_abs_diff_in_sd" not in c:
         lines.append("  no class-activation maps: the graph has no feature-map output (a U-Net, or a head other "
                      "than global average pooling + one linear layer)")
     q = info.int8
@@ -220,6 +223,9 @@ def describe_export(info: OnnxInfo, bundle: Path) -> list[str]:
     if volume:  # a 3D network (lesionlens.export.onnx_volumes): N x 1 x D x H x W in
         lines.append("  (the server takes 2D images: run the graph in ONNX Runtime on volumes prepared with the card's "
                      "volume preprocessing)")
+    elif "max_abs_diff_in_sd" in c:
+        lines.append("  (the server answers with classes: run the graph in ONNX Runtime, and turn each output into the "
+                     "target's units with the card's regression mean and std)")
     else:
         lines.append(f"Next: lesionlens serve {bundle}")
     return lines

@@ -27,7 +27,7 @@ from lesionlens.data.volumes import VolumeError, preprocess_volume
 from lesionlens.digest import file_digest
 from lesionlens.export.check import ExportError
 from lesionlens.export.onnx import ONNX_FILE, OPSET, _run_batches, _torch_outputs, _write_onnx
-from lesionlens.export.parity import TOLERANCE, check_classes
+from lesionlens.export.parity import TOLERANCE, check_classes, check_values
 
 
 def check_volumes(card: Card, volumes: list[Path] | None, limit: int) -> tuple[np.ndarray, str]:
@@ -94,6 +94,8 @@ def export_volume_bundle(bundle: str | Path, volumes: list[Path] | None = None, 
         if card.task == "segmentation":
             threshold = card.segmentation.threshold if card.segmentation else 0.5
             passed = check_volume_masks(got, expected, threshold, source)
+        elif card.regression is not None:
+            passed = check_values(got, expected, card.regression, source)
         else:
             passed = check_classes(got, expected, card.rule, source)
         tmp_path.replace(onnx_path)

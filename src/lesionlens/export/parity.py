@@ -3,6 +3,8 @@ PyTorch's on the same real images.
 
 - class logits: the calibrated probabilities (the card's decision rule) may differ by at most
   ``TOLERANCE`` for every class of every image;
+- regression outputs (standardised values): each may differ by at most ``TOLERANCE`` standard
+  deviations of its target;
 - mask logits: the lesion probabilities may differ by at most ``TOLERANCE`` at every pixel, and the
   masks the server and ``predict`` make of them (thresholded and cleaned up with the card's
   settings, :func:`~lesionlens.evaluation.mask_ops.postprocess_mask`) must be identical, pixel for
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lesionlens.bundle.schema import SegmentationInfo
+from lesionlens.bundle.schema import RegressionInfo, SegmentationInfo
 from lesionlens.decision import DecisionRule
 from lesionlens.evaluation.mask_ops import mask_probabilities, postprocess_mask
 from lesionlens.export.check import ExportError
@@ -36,6 +38,20 @@ def check_classes(onnx_logits: np.ndarray, torch_logits: np.ndarray, rule: Decis
                           f"(allowed {TOLERANCE:.0e}); nothing was written")
     return {"max_abs_prob_diff": diff, "tolerance": TOLERANCE,
             "top1_agreement": float((p_onnx.argmax(1) == p_torch.argmax(1)).mean())}
+
+
+def check_values(onnx_outputs: np.ndarray, torch_outputs: np.ndarray, info: RegressionInfo, source: str) -> dict:
+    """The regression check: every predicted value within ``TOLERANCE`` of its target's training
+    standard deviation (the outputs are standardised values, so the same bound as for probabilities);
+    returns its record (the largest difference in standard deviations and in the targets' units)."""
+    diff = np.abs(np.asarray(onnx_outputs, np.float64) - np.asarray(torch_outputs, np.float64))
+    in_sd = float(diff.max()) if diff.size else 0.0
+    if in_sd > TOLERANCE:
+        raise ExportError(f"ONNX outputs differ from PyTorch's by up to {in_sd:.2e} standard deviations of the target "
+                          f"on {source} (allowed {TOLERANCE:.0e}); nothing was written")
+    in_units = (diff * np.asarray(info.std)).max(axis=0) if diff.size else np.zeros(len(info.targets))
+    return {"max_abs_diff_in_sd": in_sd, "tolerance_in_sd": TOLERANCE,
+            "max_abs_value_diff": {t: float(v) for t, v in zip(info.targets, in_units)}}
 
 
 def check_masks(onnx_mask_logits: np.ndarray, torch_mask_logits: np.ndarray, seg: SegmentationInfo,

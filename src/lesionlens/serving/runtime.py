@@ -35,6 +35,9 @@ class BundleModel:
         if self.card.is_volume:
             raise BundleError(f"{self.card.path}: a bundle for NIfTI volumes ({self.card.architecture}); the server "
                               "takes 2D images. Use `lesionlens predict` for volumes")
+        if self.card.task == "regression":
+            raise BundleError(f"{self.card.path}: a regression bundle ({', '.join(self.card.classes)}); the server "
+                              "answers with classes. Use `lesionlens predict` for its values")
         record = self.card.onnx
         if record is None:
             raise BundleError(f"{self.card.path}: the bundle has no ONNX model; run `lesionlens export "
