@@ -12,6 +12,18 @@ import pytest
 from helpers import COLOURS, write_class_folder, write_image
 from tiny_bundle import make_exported_bundle, make_segmentation_bundle
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One PyTorch thread for a module's small 3D runs: a second thread gains nothing there, and on a
+    shared machine it spin-waits for a busy core (measured 10-30x slower steps)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SHARED = Path(os.environ.get("LESIONLENS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 
 

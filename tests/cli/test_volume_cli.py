@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from lesionlens.bundle.card import read_card
 from lesionlens.cli import main
 from lesionlens.data.synthetic_volumes import write_synthetic_volumes
 
 VOLUME_RUN = ["--no-pretrained", "--strategy", "scratch", "--epochs", "2", "--batch-size", "4", "--workers", "0", "-q"]
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_train_and_predict_on_volumes(tmp_path, capsys, one_thread):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lesionlens.bundle.card import read_card
 from lesionlens.cli import main
@@ -19,14 +18,6 @@ from lesionlens.predict_volumes import VolumePredictor
 from lesionlens.training.volume_fit import train_volumes
 
 PRE = VolumePreprocessing((16, 16, 16), (3.0, 3.0, 3.0), "zscore")
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def bundle(tmp_path, model):

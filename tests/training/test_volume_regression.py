@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from lesionlens.bundle.card import read_card
 from lesionlens.cli import main as cli
@@ -32,16 +31,11 @@ def _cfg(table, **extra):
 
 
 @pytest.fixture(scope="module")
-def regressed(tmp_path_factory):
+def regressed(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("volume_regression")
     train_csv = write_synthetic_volumes(root / "train", per_class=20, seed=0)
     held_out = write_synthetic_volumes(root / "held_out", per_class=10, seed=1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = train_volumes(_cfg(train_csv), root / "bundle", PRE, progress=False)
-    finally:
-        torch.set_num_threads(before)
+    result = train_volumes(_cfg(train_csv), root / "bundle", PRE, progress=False)
     return train_csv, held_out, result
 
 

@@ -38,14 +38,6 @@ def synthetic(tmp_path_factory):
         root / "held_out", per_class=10, seed=1)
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def volume_config(table, model: str, epochs: int, **extra):
     return load_config(None, {"data.path": str(table), "model.name": model, "model.pretrained": False,
                               "train.strategy": "scratch", "train.epochs": epochs, "train.batch_size": 4,
