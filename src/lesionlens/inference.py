@@ -137,8 +137,9 @@ class Predictor:
     decisions follow the bundle's decision rule (``Card.rule``: temperature, operating points); a
     regression bundle gives its targets' values instead (N x K, in their units)."""
 
-    def __init__(self, bundle: str | Path, tta: str | None = None):
+    def __init__(self, bundle: str | Path, tta: str | None = None, processes: int = 1):
         self.card = read_card(bundle)
+        self.processes = processes  # more than one: lesionlens.inference_pool
         tta = self.card.resolve_tta(tta)  # None: the test-time augmentation the bundle was fitted with
         if tta not in TTA_VIEWS:
             raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {choices(Tta)}")
@@ -151,7 +152,13 @@ class Predictor:
 
     def predict_array(self, images: np.ndarray, rows: np.ndarray | None = None,
                       progress: bool = False) -> np.ndarray:
-        logits = predict_logits(self.model, images, self.preprocessing, rows, tta=self.tta, progress=progress)
+        if self.processes > 1:
+            from lesionlens.inference_pool import logits_in_processes
+
+            logits = logits_in_processes(self.card.path, images, rows, self.tta, self.processes,
+                                         regression=self.regression is not None)
+        else:
+            logits = predict_logits(self.model, images, self.preprocessing, rows, tta=self.tta, progress=progress)
         return self.regression.values(logits) if self.regression else self.rule.probabilities(logits)
 
     def predict_files(self, paths: list[Path], workers: int = 2) -> tuple[np.ndarray, dict[int, str]]:

@@ -12,11 +12,12 @@ from lesionlens.data.files import collect_images
 from lesionlens.inference import Predictor
 
 
-def predict_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> list[dict]:
+def predict_paths(bundle: Path, inputs: list[Path], tta: str | None = None, processes: int = 1) -> list[dict]:
     """Rows of ``path, predicted, confidence, p_<class>..., p_malignant, malignant, p_melanoma,
     melanoma, error``; ``malignant`` and ``melanoma`` are the decisions ("positive"/"negative") at the
-    bundle's operating points, or by the argmax class where it has none (see ``describe_rule``)."""
-    predictor = Predictor(bundle, tta)
+    bundle's operating points, or by the argmax class where it has none (see ``describe_rule``).
+    ``processes`` > 1 predicts in that many processes (:mod:`lesionlens.inference_pool`)."""
+    predictor = Predictor(bundle, tta, processes)
     rows, done, probs = _predict_files(predictor, inputs)
     decisions = predictor.rule.decide(probs) if len(probs) else {}
     for k, row in enumerate(done):
@@ -31,9 +32,9 @@ def predict_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> l
     return rows
 
 
-def regress_paths(bundle: Path, inputs: list[Path], tta: str | None = None) -> list[dict]:
+def regress_paths(bundle: Path, inputs: list[Path], tta: str | None = None, processes: int = 1) -> list[dict]:
     """A regression bundle's rows: ``path``, one column per target (in its units), ``error``."""
-    predictor = Predictor(bundle, tta)
+    predictor = Predictor(bundle, tta, processes)
     rows, done, values = _predict_files(predictor, inputs)
     for row, v in zip(done, values):
         row.update({t: float(x) for t, x in zip(predictor.regression.targets, v)})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from lesionlens import __version__
@@ -35,6 +36,9 @@ from lesionlens.cli import (
 )
 
 COMMAND_GROUPS = (train, evaluate, explain, predict, serve, check, cases, registry, upkeep)
+# Commands that run PyTorch on many images: started again with jemalloc / tcmalloc preloaded when
+# the system has one (lesionlens.training.allocator: 1.5-2x faster training steps on a CPU).
+TORCH_COMMANDS = frozenset({"train", "explore", "evaluate", "calibrate", "predict", "explain", "retrain"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
+        if argv is None and args.command in TORCH_COMMANDS:
+            restart_with_allocator()
         return args.run(args)
     except ImportError as e:
         print(f"error: {e}. `lesionlens {args.command}` needs the {args.extra} extra: "
@@ -65,3 +71,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def restart_with_allocator() -> None:
+    """Start this command again (the same process, by exec) with jemalloc or tcmalloc preloaded, when
+    ``LESIONLENS_ALLOCATOR`` asks for one the system has and it is not loaded yet; otherwise return."""
+    from lesionlens.training import allocator
+
+    allocator.restore_environment()
+    env = allocator.relaunch_environment(allocator.requested())
+    if env is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

@@ -33,6 +33,20 @@ def add_tta(p: argparse.ArgumentParser, help: str = TTA_HELP) -> None:
     add_setting(p, "model.tta", help=help)
 
 
+def add_devices(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="predict in N processes (one per GPU where there are N, else sharing the CPU's cores); "
+                        "classification and regression bundles (default 1)")
+
+
+def check_devices(args: argparse.Namespace, card) -> None:
+    if args.devices < 1:
+        raise ValueError(f"--devices {args.devices}: give 1 or more processes")
+    if args.devices > 1 and (card.is_volume or card.segmentation is not None):
+        raise ValueError(f"--devices {args.devices}: {card.name} is a {'volume' if card.is_volume else card.task} "
+                         "bundle; several processes predict with 2D classification and regression bundles only")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluate a bundle on labelled images",
@@ -46,6 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--out", type=Path, help="where to write (default BUNDLE/evaluations/<data>-<split>)")
     add_tta(p)
+    add_devices(p)
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the 95%% intervals (default 1000; 0: none)")
     p.add_argument("--report", action="store_true", help="also write report.html (self-contained) and report.json")
@@ -98,14 +113,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     from lesionlens.evaluation.summary import evaluation_lines, rule_lines
 
     card = read_card(args.bundle)
+    check_devices(args, card)
     if card.is_volume:
         return _evaluate_volumes(args, card)
     if card.regression is not None:
+        if args.devices > 1:
+            raise ValueError(f"--devices {args.devices}: a regression bundle is evaluated in one process "
+                             "(`lesionlens predict --devices N` gives its values in several)")
         return _evaluate_regression(args, card)
     result = evaluate_bundle(card, args.data__path, args.out, args.data__format, args.data__images, args.split,
                              args.data__on_bad_input, args.data__cache_dir, args.model__tta, args.bootstrap,
                              report=args.report, progress=not args.quiet,
-                             allow_leakage=bool(args.data__allow_leakage))
+                             allow_leakage=bool(args.data__allow_leakage), processes=args.devices)
     print("\n".join(evaluation_lines(result.written) + rule_lines(card)))
     print(f"\nWritten to {result.written.folder}/: metrics.json, predictions.csv and figures"
           + (f"; report: {result.report}" if result.report else ""))

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lesionlens.cli.evaluate import add_tta
+from lesionlens.cli.evaluate import add_devices, add_tta, check_devices
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="segmentation bundles: write the mask PNGs here (default: masks/ beside --out)")
     p.add_argument("--mm-per-pixel", type=float, help="segmentation bundles: the images' scale, for sizes in mm")
     add_tta(p)
+    add_devices(p)
     p.set_defaults(run=_predict, extra="train")
 
 
@@ -42,6 +43,7 @@ def _predict(args: argparse.Namespace) -> int:
     from lesionlens.bundle.card import read_card
 
     card = read_card(args.bundle, verify=False)
+    check_devices(args, card)
     if card.is_volume:
         return _volumes(args, card.task == "segmentation", card.regression.targets if card.regression else None)
     if card.segmentation is not None:
@@ -50,7 +52,7 @@ def _predict(args: argparse.Namespace) -> int:
         return _regress(args, card.regression.targets)
     from lesionlens.predict import describe_rule, predict_paths, write_predictions
 
-    rows = predict_paths(args.bundle, args.inputs, args.model__tta)
+    rows = predict_paths(args.bundle, args.inputs, args.model__tta, args.devices)
     for line in describe_rule(args.bundle, args.model__tta):
         print(f"# {line}", file=sys.stderr)
     write_predictions(rows, args.out)
@@ -62,7 +64,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _regress(args: argparse.Namespace, targets: list[str]) -> int:
     from lesionlens.predict import regress_paths, write_rows
 
-    rows = regress_paths(args.bundle, args.inputs, args.model__tta)
+    rows = regress_paths(args.bundle, args.inputs, args.model__tta, args.devices)
     write_rows(rows, ["path", *targets], args.out)
     if args.out:
         print(f"{len(rows)} predictions of {', '.join(targets)} written to {args.out}", file=sys.stderr)

@@ -25,13 +25,15 @@ class BundleEvaluation:
 def evaluate_bundle(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
                     images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
                     cache_dir: str | None = None, tta: str | None = None, resamples: int = 1000,
-                    report: bool = False, progress: bool = True, allow_leakage: bool = False) -> BundleEvaluation:
+                    report: bool = False, progress: bool = True, allow_leakage: bool = False,
+                    processes: int = 1) -> BundleEvaluation:
     """Evaluate the bundle's model on labelled data and write metrics and figures to ``out``
     (default ``BUNDLE/evaluations/<data>-<split>``), with ``report`` also report.html and
     report.json. Only the chosen partition is decoded. Probabilities and decisions follow the
-    bundle's temperature and operating points; ``tta`` None is the bundle's own test-time augmentation. Images the bundle trained on are refused unless ``allow_leakage``."""
+    bundle's temperature and operating points; ``tta`` None is the bundle's own test-time augmentation. Images the bundle trained on are refused unless ``allow_leakage``. ``processes`` > 1: the predictions are made in
+    that many processes (one per GPU, or sharing the CPU)."""
     ev, out = predict_split(card, data_path, out, fmt, images, split, on_bad_input, cache_dir, tta, progress,
-                            allow_leakage)
+                            allow_leakage, processes)
     written = write_evaluation(ev, out, resamples)
     html = write_report([Entry.of(card.name, card, written)], out, data_path, resamples)[0] if report else None
     return BundleEvaluation(card, written, html)

@@ -26,16 +26,22 @@ log = logging.getLogger(__name__)
 
 def evaluate_model(model: nn.Module, classes: list[str], pre: Preprocessing, data: PreparedData,
                    rows: np.ndarray, description: str, rule: DecisionRule | None = None, tta: str = "none",
-                   progress: bool = False) -> Evaluation:
+                   progress: bool = False, processes: int = 1, bundle: Path | None = None) -> Evaluation:
     """Predict ``data``'s images at ``rows`` and pair the probabilities with their labels.
     ``rule`` (the bundle's temperature and operating points) turns logits into probabilities and
-    decisions; without one they are the plain softmax and the argmax."""
+    decisions; without one they are the plain softmax and the argmax. ``processes`` > 1 predicts in
+    that many processes, each loading the model from ``bundle`` (:mod:`lesionlens.inference_pool`)."""
     rule = rule or DecisionRule(tuple(classes))
     frame = data.table.frame.iloc[rows]
     mapping = align_classes(data.table.classes, classes)
     y_true = frame["label"].map(mapping).to_numpy(dtype=np.int64)
     cache_rows = frame["cache_row"].to_numpy()
-    logits = predict_logits(model, data.images.array, pre, cache_rows, tta=tta, progress=progress)
+    if processes > 1:
+        from lesionlens.inference_pool import logits_in_processes
+
+        logits = logits_in_processes(bundle, data.images.array, cache_rows, tta, processes)
+    else:
+        logits = predict_logits(model, data.images.array, pre, cache_rows, tta=tta, progress=progress)
     return Evaluation(classes, y_true, rule.probabilities(logits), frame["image_id"].astype(str).tolist(),
                       description, rule=rule, logits=logits, rows=cache_rows, images=data.images.array, tta=tta)
 
@@ -80,9 +86,10 @@ def _training_hashes(card: Card) -> dict[str, set[str]]:
 def predict_split(card: Card, data_path: str | Path, out: Path | None = None, fmt: str = "auto",
                   images: str | Path | None = None, split: str = "auto", on_bad_input: str = "stop",
                   cache_dir: str | None = None, tta: str | None = None, progress: bool = True,
-                  allow_leakage: bool = False) -> tuple[Evaluation, Path]:
+                  allow_leakage: bool = False, processes: int = 1) -> tuple[Evaluation, Path]:
     """The bundle's predictions on a split of labelled data, and the folder its results belong in
-    (nothing but the data-issues report is written yet). ``tta`` None: the bundle's own."""
+    (nothing but the data-issues report is written yet). ``tta`` None: the bundle's own; ``processes``:
+    how many processes predict (one per GPU, or sharing the CPU)."""
     pre = card.preprocessing
     tta = card.resolve_tta(tta)
     table = apply_view(read_table(data_path, fmt, images), card.label_view)
@@ -98,5 +105,6 @@ def predict_split(card: Card, data_path: str | Path, out: Path | None = None, fm
     rows, what = choose_rows(data, card, split, allow_leakage)
     description = f"{card.architecture} on {Path(data_path).name} ({what}, {len(rows)} images" + \
                   (f", TTA {tta})" if tta != "none" else ")")
-    ev = evaluate_model(load_classifier(card), card.classes, pre, data, rows, description, card.rule, tta, progress)
+    ev = evaluate_model(load_classifier(card), card.classes, pre, data, rows, description, card.rule, tta, progress,
+                        processes, card.path)
     return ev, out

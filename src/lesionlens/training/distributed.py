@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lesionlens.config import ConfigError, RunConfig
+from lesionlens.training import allocator
 from lesionlens.training.shards import unshard
 
 log = logging.getLogger(__name__)
@@ -133,3 +134,11 @@ def reduce_sum(values: list[float]) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device="cuda" if on_gpu else "cpu")
     torch.distributed.all_reduce(t)
     return t.cpu().tolist()
+
+
+def device_description() -> str:
+    """What the card says a run trained on: the GPU's name, or the CPU's thread count and the memory
+    allocator (:mod:`lesionlens.training.allocator`), both of which set a CPU run's speed."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads, {allocator.prepare()} allocator)"

@@ -33,7 +33,8 @@ from lesionlens.models.freeze import set_trainable
 from lesionlens.models.registry import create_model, get_spec
 from lesionlens.quality.leakage import LeakageCheck, check_split, enforce
 from lesionlens.training.curves import plot_learning_curves
-from lesionlens.training.distributed import World, check_distributed, world_of
+from lesionlens.training import allocator
+from lesionlens.training.distributed import World, check_distributed, device_description, world_of
 from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
 from lesionlens.training.loop import fit_network
@@ -154,6 +155,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     multi-process run (``train.devices`` x ``train.num_nodes`` > 1) every process calls it; process 0
     writes the bundle and gets the result, the others get None."""
     out = Path(out)
+    allocator.prepare()  # glibc told to keep freed memory, unless jemalloc / tcmalloc is preloaded
     if _is_volume_run(cfg):  # NIfTI volumes: a 3D model, its own loop (lesionlens.training.volume_fit)
         from lesionlens.training.volume_fit import train_volumes
 
@@ -254,8 +256,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
         training=TrainingInfo(
             config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
             fit_time_s=round(fit_seconds, 1), total_time_s=round(time.perf_counter() - started, 1),
-            device=torch.cuda.get_device_name() if torch.cuda.is_available()
-            else f"cpu ({torch.get_num_threads()} threads)",
+            device=device_description(),
             freeze_schedule=plan.schedule(cfg.train.epochs if fitted is None else 1), **run),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
                          SPLIT_FILE, cfg.train.seed, len(table.issues), leakage.record(cfg.data.allow_leakage)),

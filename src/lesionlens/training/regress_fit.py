@@ -32,7 +32,7 @@ from lesionlens.evaluation.regression import RegressionEvaluation
 from lesionlens.evaluation.regression_report import write_regression_report
 from lesionlens.inference import predict_logits
 from lesionlens.quality.leakage import check_split, enforce
-from lesionlens.training.distributed import World
+from lesionlens.training.distributed import World, device_description
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,7 @@ def train_regression(cfg: RunConfig, out: Path, resume: bool = False, progress: 
         training=TrainingInfo(
             config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
             fit_time_s=round(fit_seconds, 1), total_time_s=round(time.perf_counter() - started, 1),
-            device=torch.cuda.get_device_name() if torch.cuda.is_available()
-            else f"cpu ({torch.get_num_threads()} threads)",
+            device=device_description(),
             freeze_schedule=plan.schedule(cfg.train.epochs), **run),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
                          SPLIT_FILE, cfg.train.seed, len(table.issues), leakage.record(cfg.data.allow_leakage)),

@@ -33,7 +33,7 @@ from lesionlens.inference import predict_mask_probabilities
 from lesionlens.models.unet import ClassifierView, create_unet
 from lesionlens.quality.leakage import check_split, enforce
 from lesionlens.training.curves import plot_learning_curves
-from lesionlens.training.distributed import World
+from lesionlens.training.distributed import World, device_description
 from lesionlens.training.loop import sharded_loaders
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
         training=TrainingInfo(
             config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
             fit_time_s=round(fit_seconds, 1), total_time_s=round(time.perf_counter() - started, 1),
-            device=torch.cuda.get_device_name() if torch.cuda.is_available()
-            else f"cpu ({torch.get_num_threads()} threads)",
+            device=device_description(),
             epochs_run=int(trainer.current_epoch), best_epoch=kept,
             best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
             train_images_per_s=median_of(history, "train_images_per_s")),

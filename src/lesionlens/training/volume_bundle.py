@@ -22,6 +22,7 @@ from lesionlens.config import RunConfig
 from lesionlens.data.volume_load import VolumeData
 from lesionlens.data.volumes import VolumePreprocessing
 from lesionlens.evaluation.regression_report import write_regression_report
+from lesionlens.training.distributed import device_description
 
 
 def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, data: VolumeData,
@@ -81,8 +82,7 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
         training=TrainingInfo(
             config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
             fit_time_s=round(fit_seconds, 1), total_time_s=round(total_seconds, 1),
-            device=f"cpu ({torch.get_num_threads()} threads)" if not torch.cuda.is_available()
-            else torch.cuda.get_device_name(),
+            device=device_description(),
             epochs_run=int(trainer.current_epoch), best_epoch=best_epoch(history, cfg.train.monitor),
             best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
             train_images_per_s=median_of(history, "train_images_per_s")),
