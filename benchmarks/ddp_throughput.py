@@ -2,6 +2,7 @@
 `lesionlens evaluate --devices 2` against one process, on real images, in one run.
 
     .venv/bin/python benchmarks/ddp_throughput.py [--shared ../shared] [--steps 20] [--repeats 2]
+    .venv/bin/python benchmarks/ddp_throughput.py --bundle runs/some-bundle   # the evaluation rows only
 
 Training: EfficientNet-Lite0 (ImageNet) at 160 px, global batch 32, the default recipe's other
 settings, one epoch of ``--steps`` batches of HAM10000 images (a seeded sample) plus its validation;
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--steps", type=int, default=20, help="global batches of 32 in the training epoch")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--bundle", type=Path, help="evaluate this bundle and skip the training rows")
     args = parser.parse_args()
     ham, isic = args.shared / "data" / "ham10000", args.shared / "data" / "isic2017"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS")}
@@ -63,7 +65,7 @@ def main() -> None:
         (tmp / "subset").mkdir()
         meta.sample(int(args.steps * 32 / 0.8) + 8, random_state=0).to_csv(tmp / "subset" / "HAM10000_metadata.csv",
                                                                            index=False)
-        for r in range(args.repeats):
+        for r in range(0 if args.bundle else args.repeats):
             for devices in (1, 2) if r % 2 == 0 else (2, 1):
                 out = tmp / f"train-{devices}-{r}"
                 wall = run([LESIONLENS, "train", "--data", str(tmp / "subset"), "--images", str(ham / "images"),
@@ -74,7 +76,7 @@ def main() -> None:
                 train_rows[devices].append({"wall": wall, "fit": t["fit_time_s"], "ips": t["train_images_per_s"],
                                             "bal": v["balanced_accuracy"], "auc": v["macro_auc"], "device": t["device"]})
                 print(f"  train --devices {devices} #{r + 1}: {wall:.0f} s", file=sys.stderr, flush=True)
-        bundle = tmp / "train-1-0"
+        bundle = args.bundle or tmp / "train-1-0"
         first = [LESIONLENS, "evaluate", str(bundle), "--data", str(isic), "--split", "test", "--tta", "d4",
                  "--bootstrap", "0", "-q"]
         run(first + ["--out", str(tmp / "eval-warm")], env)  # decodes the 600 images into the cache
@@ -88,17 +90,20 @@ def main() -> None:
         two = json.loads((tmp / "eval-2-0" / "metrics.json").read_text())
 
     med = {d: {k: statistics.median(x[k] for x in rows) for k in ("wall", "fit", "ips")}
-           for d, rows in train_rows.items()}
-    lines = [f"Several processes on one machine ({os.cpu_count()} CPU cores), {args.repeats} alternating repeats",
-             f"\nTraining: EfficientNet-Lite0, 160 px, global batch 32, one epoch of {args.steps} batches + validation",
-             "| --devices | threads per process, allocator | wall s (median) | fit s | training images/s | "
-             "vs 1 process | val. balanced acc. (each run) | val. macro AUC (each run) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for d, rows in train_rows.items():
+           for d, rows in train_rows.items() if rows}
+    lines = [f"Several processes on one machine ({os.cpu_count()} CPU cores), {args.repeats} alternating repeats"]
+    if train_rows[1]:
+        lines += [f"\nTraining: EfficientNet-Lite0, 160 px, global batch 32, one epoch of {args.steps} batches + "
+                  "validation",
+                  "| --devices | threads per process, allocator | wall s (median) | fit s | training images/s | "
+                  "vs 1 process | val. balanced acc. (each run) | val. macro AUC (each run) |",
+                  "|---|---|---|---|---|---|---|---|"]
+    for d, rows in train_rows.items() if train_rows[1] else ():
         m = med[d]
         lines.append(f"| {d} | {rows[0]['device']} | {m['wall']:.0f} | {m['fit']:.0f} | {m['ips']:.1f} | "
                      f"{m['ips'] / med[1]['ips']:.2f}x | {listed(rows, 'bal')} | {listed(rows, 'auc')} |")
-    lines += ["\nEvaluation: the 600 ISIC 2017 test images, d4 TTA (8 views), cached",
+    lines += [f"\nEvaluation of {bundle.name if args.bundle else 'the first run'}: the 600 ISIC 2017 test images, "
+              "d4 TTA (8 views), cached",
               "| --devices | wall s (median) | runs | vs 1 process |", "|---|---|---|---|"]
     base = statistics.median(eval_rows[1])
     for d, walls in eval_rows.items():

@@ -7,23 +7,24 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 
-# jemalloc: `lesionlens train` preloads it when present, for 1.5-2x faster training steps on a CPU
+# tcmalloc: `lesionlens train` preloads it when present, for 1.3-1.5x faster training steps on a CPU
 # (lesionlens.training.allocator, benchmarks/train_throughput.py). Installed from Debian's packages
 # where this user may; otherwise a hint, and training runs on glibc's allocator.
-have_jemalloc() {
-  for f in /usr/lib/*/libjemalloc.so* /usr/lib/libjemalloc.so* /usr/lib64/libjemalloc.so* /usr/local/lib/libjemalloc.so*; do
+have_fast_malloc() {
+  for f in /usr/lib/*/libtcmalloc_minimal.so* /usr/lib/libtcmalloc_minimal.so* /usr/lib64/libtcmalloc_minimal.so* \
+      /usr/local/lib/libtcmalloc_minimal.so* /usr/lib/*/libjemalloc.so* /usr/lib64/libjemalloc.so*; do
     [ -e "$f" ] && return 0
   done
   return 1
 }
-if [ "$(uname -s)" = Linux ] && ! have_jemalloc; then
+if [ "$(uname -s)" = Linux ] && ! have_fast_malloc; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo -n"
   if command -v apt-get >/dev/null 2>&1 && { [ -z "$sudo_" ] || sudo -n true 2>/dev/null; }; then
-    echo "installing Debian's libjemalloc2 (a faster memory allocator for training)"
-    { $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq libjemalloc2; } \
-      >/dev/null 2>&1 || echo "could not install libjemalloc2; training runs on glibc's allocator, slower" >&2
+    echo "installing Debian's libtcmalloc-minimal4 (a faster memory allocator for training)"
+    { $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq libtcmalloc-minimal4; } \
+      >/dev/null 2>&1 || echo "could not install libtcmalloc-minimal4; training runs on glibc's allocator, slower" >&2
   else
-    echo "hint: install jemalloc (Debian / Ubuntu: apt install libjemalloc2) for 1.5-2x faster training on a CPU" >&2
+    echo "hint: install tcmalloc (Debian / Ubuntu: apt install libtcmalloc-minimal4) for 1.3-1.5x faster training on a CPU" >&2
   fi
 fi
 stamp=.venv/.lesionlens-installed

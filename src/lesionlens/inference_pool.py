@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from lesionlens.training import allocator
+
 
 def logits_in_processes(bundle: Path, images: np.ndarray, rows: np.ndarray | None, tta: str,
                         processes: int, regression: bool = False) -> np.ndarray:
@@ -37,8 +39,9 @@ def logits_in_processes(bundle: Path, images: np.ndarray, rows: np.ndarray | Non
             np.save(source, np.ascontiguousarray(images))
         shares = np.array_split(rows, processes)
         threads = max(1, (os.cpu_count() or 1) // processes)
-        mp.spawn(_predict_share, args=(str(bundle), str(source), shares, tta, str(tmp), threads, regression),
-                 nprocs=processes, join=True)
+        with allocator.inherited():  # the processes run on this one's jemalloc / tcmalloc
+            mp.spawn(_predict_share, args=(str(bundle), str(source), shares, tta, str(tmp), threads, regression),
+                     nprocs=processes, join=True)
         return np.concatenate([np.load(tmp / f"logits-{rank}.npy") for rank in range(processes)])
 
 
@@ -55,6 +58,7 @@ def _predict_share(rank: int, bundle: str, source: str, shares: list[np.ndarray]
     from lesionlens.inference import load_classifier, load_model, predict_logits
 
     torch.set_num_threads(threads)
+    allocator.prepare()  # LESIONLENS_ALLOCATOR=glibc: glibc told to keep freed memory
     card = read_card(bundle)
     model = (load_model(card) if regression else load_classifier(card)).to(device_for(rank, len(shares)))
     images = np.load(source, mmap_mode="r")

@@ -65,14 +65,14 @@ def test_glibc_is_told_to_keep_freed_memory():
     assert allocator.keep_freed_memory() is True
     if allocator.in_use() == "glibc":
         assert allocator.prepare("glibc") == "glibc (keeps freed memory)"
-    assert allocator.prepare("system") == allocator.in_use()
+    assert allocator.prepare("system") == allocator.prepare("auto") == allocator.in_use()
 
 
 def _installed() -> str | None:
-    found = [name for name in allocator.LIBRARIES if allocator.find_library(name)]
+    found = [name for name in allocator.PREFERENCE if allocator.find_library(name)]
     if not found and os.environ.get("LESIONLENS_REQUIRE_ALLOCATOR") == "1":
-        pytest.fail("LESIONLENS_REQUIRE_ALLOCATOR=1 but neither jemalloc nor tcmalloc is installed "
-                    "(apt-get install libjemalloc2)")
+        pytest.fail("LESIONLENS_REQUIRE_ALLOCATOR=1 but neither tcmalloc nor jemalloc is installed "
+                    "(apt-get install libtcmalloc-minimal4)")
     return found[0] if found else None
 
 
@@ -81,7 +81,7 @@ def _installed() -> str | None:
 def test_the_train_command_restarts_itself_on_the_faster_allocator(tmp_path, choice):
     name = _installed()
     if name is None:
-        pytest.skip("neither jemalloc nor tcmalloc is installed (apt-get install libjemalloc2)")
+        pytest.skip("neither tcmalloc nor jemalloc is installed (apt-get install libtcmalloc-minimal4)")
     data = write_class_folder(tmp_path / "data")
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(SETTINGS))
     env = {**os.environ, "LESIONLENS_ALLOCATOR": choice, "LESIONLENS_CACHE": str(tmp_path / "cache")}
@@ -92,3 +92,25 @@ def test_the_train_command_restarts_itself_on_the_faster_allocator(tmp_path, cho
     assert done.returncode == 0, done.stderr[-3000:]
     device = json.loads(Path(tmp_path / "run" / "card.json").read_text())["training"]["device"]
     assert device.endswith(f"{name} allocator)" if choice == "auto" else "glibc allocator)"), device
+
+
+def test_processes_started_within_inherited_get_the_loaded_allocator(monkeypatch):
+    monkeypatch.setattr(allocator, "loaded_library", lambda: Path("/usr/lib/libjemalloc.so.2"))
+    monkeypatch.setenv("LD_PRELOAD", "/opt/mine.so")
+    monkeypatch.delenv("MALLOC_CONF", raising=False)
+    with allocator.inherited():
+        assert os.environ["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2 /opt/mine.so"
+        assert os.environ["MALLOC_CONF"] == allocator.JEMALLOC_CONF
+    assert os.environ["LD_PRELOAD"] == "/opt/mine.so" and "MALLOC_CONF" not in os.environ
+
+
+def test_the_loaded_library_is_read_from_the_process_map():
+    library = allocator.loaded_library()
+    assert (library is None) == (allocator.in_use() not in allocator.LIBRARIES)
+
+
+def test_auto_prefers_tcmalloc_when_both_are_installed(fake_libraries):
+    (fake_libraries / "libtcmalloc_minimal.so.4").write_bytes(b"")
+    env = allocator.relaunch_environment("auto", {})
+    assert env["LD_PRELOAD"] == str(fake_libraries / "libtcmalloc_minimal.so.4") and "MALLOC_CONF" not in env
+    assert allocator.relaunch_environment("jemalloc", {})["LD_PRELOAD"].endswith("libjemalloc.so.2")

@@ -36,8 +36,8 @@ from lesionlens.cli import (
 )
 
 COMMAND_GROUPS = (train, evaluate, explain, predict, serve, check, cases, registry, upkeep)
-# Commands that run PyTorch on many images: started again with jemalloc / tcmalloc preloaded when
-# the system has one (lesionlens.training.allocator: 1.5-2x faster training steps on a CPU).
+# Commands that run PyTorch on many images: started again with tcmalloc / jemalloc preloaded when
+# the system has one (lesionlens.training.allocator: 1.3-1.5x faster training steps on a CPU).
 TORCH_COMMANDS = frozenset({"train", "explore", "evaluate", "calibrate", "predict", "explain", "retrain"})
 
 

@@ -7,28 +7,34 @@ zero: millions of page faults per minute, measured as a third or more of the ste
 machine (``benchmarks/train_throughput.py``). jemalloc and tcmalloc keep freed memory for reuse.
 They can only replace malloc if they are loaded before the program starts (``LD_PRELOAD``), so the
 ``lesionlens`` command starts itself again with one of them preloaded when the system has one
-(Debian / Ubuntu: ``apt install libjemalloc2`` or ``libtcmalloc-minimal4``); PyTorch's own CPU
-launcher (``torch.backends.xeon.run_cpu``) does the same. Without either, glibc is kept and, where
-it can be told to, told to keep freed memory (``mallopt``); it still returns blocks over 32 MiB.
+(Debian / Ubuntu: ``apt install libtcmalloc-minimal4`` or ``libjemalloc2``); PyTorch's own CPU
+launcher (``torch.backends.xeon.run_cpu``) does the same. Without either, glibc is kept as it is:
+telling it to keep freed memory (``mallopt``; it still returns blocks over 32 MiB) measured +16% in
+one run and -1% in another, so it is only an option.
 
-Choose with ``LESIONLENS_ALLOCATOR``: ``auto`` (the default: jemalloc, else tcmalloc, else
-glibc kept), ``jemalloc``, ``tcmalloc``, ``glibc`` (glibc, told to keep freed memory) or
+Choose with ``LESIONLENS_ALLOCATOR``: ``auto`` (the default: tcmalloc, else jemalloc, else
+glibc as it is), ``tcmalloc``, ``jemalloc``, ``glibc`` (glibc, told to keep freed memory) or
 ``system`` (whatever the process already has, untouched). The allocator a run used is written on its card.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 CHOICES = ("auto", "jemalloc", "tcmalloc", "glibc", "system")
 ENV = "LESIONLENS_ALLOCATOR"
 # What a library's file name starts with, and the Debian package that installs it.
-LIBRARIES = {"jemalloc": ("libjemalloc.so", "libjemalloc2"),
-             "tcmalloc": ("libtcmalloc_minimal.so", "libtcmalloc-minimal4")}
+LIBRARIES = {"tcmalloc": ("libtcmalloc_minimal.so", "libtcmalloc-minimal4"),
+             "jemalloc": ("libjemalloc.so", "libjemalloc2")}
+# ``auto`` takes the first found: tcmalloc trained EfficientNet-Lite0 7-9% faster than jemalloc in
+# `lesionlens train` on a 2-core CPU (benchmarks/train_throughput.py, 2026-12-07).
+PREFERENCE = tuple(LIBRARIES)
 # jemalloc keeps freed pages (no decay) and serves large blocks from its own arenas (Intel's and
 # PyTorch's CPU tuning guides recommend these settings for training).
 JEMALLOC_CONF = "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"
@@ -62,6 +68,38 @@ def find_library(name: str) -> Path | None:
     return None
 
 
+def loaded_library() -> Path | None:
+    """The file of the jemalloc or tcmalloc this process runs on, if it runs on one."""
+    maps = Path("/proc/self/maps")
+    for line in (maps.read_text() if maps.exists() else "").splitlines():
+        path = line.split()[-1]
+        if any(Path(path).name.startswith(stem) for stem, _ in LIBRARIES.values()):
+            return Path(path)
+    return None
+
+
+@contextlib.contextmanager
+def inherited() -> Iterator[None]:
+    """Within: Python processes started from this one (``multiprocessing`` spawn) get the allocator
+    this process runs on, preloaded as it was here; outside, the environment is as it was."""
+    library = loaded_library()
+    if library is None:
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in ("LD_PRELOAD", "MALLOC_CONF")}
+    os.environ["LD_PRELOAD"] = " ".join(filter(None, (str(library), saved["LD_PRELOAD"])))
+    if "jemalloc" in library.name:
+        os.environ["MALLOC_CONF"] = JEMALLOC_CONF
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def in_use() -> str:
     """The allocator this process runs on: jemalloc or tcmalloc when one is loaded, else the C library's."""
     maps = Path("/proc/self/maps")
@@ -81,7 +119,7 @@ def relaunch_environment(choice: str, environ: dict | None = None) -> dict | Non
         return None
     if environ.get(_RELAUNCHED) == str(os.getpid()) or in_use() in LIBRARIES:
         return None
-    names = ("jemalloc", "tcmalloc") if choice == "auto" else (choice,)
+    names = PREFERENCE if choice == "auto" else (choice,)
     for name in names:
         path = find_library(name)
         if path is None:
@@ -132,10 +170,11 @@ def keep_freed_memory() -> bool:
 
 def prepare(choice: str | None = None) -> str:
     """Settle this process's allocator as far as it can be settled from inside (the restart with a
-    preloaded library is :func:`relaunch_environment`'s, done by the command line), and say which it is:
-    ``jemalloc``, ``tcmalloc``, ``glibc (keeps freed memory)`` or the untouched ``glibc`` / ``system``."""
+    preloaded library is :func:`relaunch_environment`'s, done by the command line; ``glibc`` tells glibc
+    to keep freed memory), and say which it is: ``tcmalloc``, ``jemalloc``, ``glibc (keeps freed memory)``,
+    or the untouched ``glibc`` / ``system``."""
     choice = choice or requested()
     current = in_use()
-    if current in LIBRARIES or current != "glibc" or choice == "system":
+    if current != "glibc" or choice != "glibc":
         return current
     return "glibc (keeps freed memory)" if keep_freed_memory() else current

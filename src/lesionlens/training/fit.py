@@ -155,7 +155,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     multi-process run (``train.devices`` x ``train.num_nodes`` > 1) every process calls it; process 0
     writes the bundle and gets the result, the others get None."""
     out = Path(out)
-    allocator.prepare()  # glibc told to keep freed memory, unless jemalloc / tcmalloc is preloaded
+    allocator.prepare()  # LESIONLENS_ALLOCATOR=glibc: glibc told to keep freed memory
     if _is_volume_run(cfg):  # NIfTI volumes: a 3D model, its own loop (lesionlens.training.volume_fit)
         from lesionlens.training.volume_fit import train_volumes
 
