@@ -153,9 +153,9 @@ def restore_environment() -> None:
 
 
 def keep_freed_memory() -> bool:
-    """Tell glibc's malloc to keep freed memory for reuse (blocks up to 32 MiB, its largest heap
-    block, come from the heap; the heap grows by 256 MiB at a time and is trimmed only past 2 GiB of free top). False where the C
-    library is not glibc."""
+    """Tell glibc's malloc to keep freed memory for reuse: blocks up to 32 MiB (its largest heap block)
+    come from the heap, which grows by 256 MiB at a time and is trimmed only past 2 GiB of free top.
+    False where the C library is not glibc."""
     libc_name = ctypes.util.find_library("c")
     if not sys.platform.startswith("linux") or libc_name is None:
         return False
