@@ -103,7 +103,6 @@ def in_process(kind: str, allocator: str, **kwargs) -> dict:
 
     env = dict(os.environ, LESIONLENS_ALLOCATOR=allocator, PYTHONWARNINGS="ignore")
     env = alloc.relaunch_environment(allocator, env) or env
-    env.pop("LESIONLENS_ALLOCATOR_RELAUNCHED", None)
     args = [sys.executable, __file__, "--measure", kind, "--args", json.dumps(kwargs)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

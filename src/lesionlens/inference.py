@@ -152,13 +152,10 @@ class Predictor:
 
     def predict_array(self, images: np.ndarray, rows: np.ndarray | None = None,
                       progress: bool = False) -> np.ndarray:
-        if self.processes > 1:
-            from lesionlens.inference_pool import logits_in_processes
+        from lesionlens.inference_pool import bundle_logits
 
-            logits = logits_in_processes(self.card.path, images, rows, self.tta, self.processes,
-                                         regression=self.regression is not None)
-        else:
-            logits = predict_logits(self.model, images, self.preprocessing, rows, tta=self.tta, progress=progress)
+        logits = bundle_logits(self.model, self.card.path, images, self.preprocessing, rows, self.tta, self.processes,
+                               self.regression is not None, progress)
         return self.regression.values(logits) if self.regression else self.rule.probabilities(logits)
 
     def predict_files(self, paths: list[Path], workers: int = 2) -> tuple[np.ndarray, dict[int, str]]:

@@ -18,7 +18,19 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from lesionlens.data.images import Preprocessing
+from lesionlens.inference import load_classifier, load_model, predict_logits
 from lesionlens.training import allocator
+
+
+def bundle_logits(model: torch.nn.Module, bundle: Path, images: np.ndarray, pre: Preprocessing,
+                  rows: np.ndarray | None, tta: str, processes: int = 1, regression: bool = False,
+                  progress: bool = False) -> np.ndarray:
+    """The logits of ``model`` (the network of ``bundle``) for ``images[rows]``: in this process, or in
+    ``processes`` processes that each load ``bundle``."""
+    if processes > 1:
+        return logits_in_processes(bundle, images, rows, tta, processes, regression)
+    return predict_logits(model, images, pre, rows, tta=tta, progress=progress)
 
 
 def logits_in_processes(bundle: Path, images: np.ndarray, rows: np.ndarray | None, tta: str,
@@ -55,7 +67,6 @@ def device_for(rank: int, processes: int) -> torch.device:
 def _predict_share(rank: int, bundle: str, source: str, shares: list[np.ndarray], tta: str, tmp: str,
                    threads: int, regression: bool) -> None:
     from lesionlens.bundle.card import read_card
-    from lesionlens.inference import load_classifier, load_model, predict_logits
 
     torch.set_num_threads(threads)
     allocator.prepare()  # LESIONLENS_ALLOCATOR=glibc: glibc told to keep freed memory

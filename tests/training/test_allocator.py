@@ -104,9 +104,17 @@ def test_processes_started_within_inherited_get_the_loaded_allocator(monkeypatch
     assert os.environ["LD_PRELOAD"] == "/opt/mine.so" and "MALLOC_CONF" not in os.environ
 
 
-def test_the_loaded_library_is_read_from_the_process_map():
-    library = allocator.loaded_library()
-    assert (library is None) == (allocator.in_use() not in allocator.LIBRARIES)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD")
+def test_a_preloaded_library_is_found_in_the_process_map():
+    name = _installed()
+    if name is None:
+        pytest.skip("neither tcmalloc nor jemalloc is installed (apt-get install libtcmalloc-minimal4)")
+    path = allocator.find_library(name)
+    probe = "from lesionlens.training import allocator as a; print(a.loaded_library(), a.in_use(), a.describe('auto'))"
+    for preload, expected in ((str(path), f"{path.resolve()} {name} {name}"), ("", "None glibc glibc")):
+        done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "LD_PRELOAD": preload},
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == expected.split(), done.stderr
 
 
 def test_auto_prefers_tcmalloc_when_both_are_installed(fake_libraries):

@@ -19,7 +19,8 @@ from lesionlens.data.load import PreparedData, prepare, read_table
 from lesionlens.data.table import ImageTable
 from lesionlens.decision import DecisionRule
 from lesionlens.evaluation.result import Evaluation
-from lesionlens.inference import load_classifier, predict_logits
+from lesionlens.inference import load_classifier
+from lesionlens.inference_pool import bundle_logits
 from lesionlens.quality.leakage import check_against_training, enforce
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,7 @@ def evaluate_model(model: nn.Module, classes: list[str], pre: Preprocessing, dat
     mapping = align_classes(data.table.classes, classes)
     y_true = frame["label"].map(mapping).to_numpy(dtype=np.int64)
     cache_rows = frame["cache_row"].to_numpy()
-    if processes > 1:
-        from lesionlens.inference_pool import logits_in_processes
-
-        logits = logits_in_processes(bundle, data.images.array, cache_rows, tta, processes)
-    else:
-        logits = predict_logits(model, data.images.array, pre, cache_rows, tta=tta, progress=progress)
+    logits = bundle_logits(model, bundle, data.images.array, pre, cache_rows, tta, processes, progress=progress)
     return Evaluation(classes, y_true, rule.probabilities(logits), frame["image_id"].astype(str).tolist(),
                       description, rule=rule, logits=logits, rows=cache_rows, images=data.images.array, tta=tta)
 

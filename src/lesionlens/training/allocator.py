@@ -171,10 +171,16 @@ def keep_freed_memory() -> bool:
 def prepare(choice: str | None = None) -> str:
     """Settle this process's allocator as far as it can be settled from inside (the restart with a
     preloaded library is :func:`relaunch_environment`'s, done by the command line; ``glibc`` tells glibc
-    to keep freed memory), and say which it is: ``tcmalloc``, ``jemalloc``, ``glibc (keeps freed memory)``,
-    or the untouched ``glibc`` / ``system``."""
+    to keep freed memory), and say which it is (:func:`describe`)."""
     choice = choice or requested()
+    if in_use() == "glibc" and choice == "glibc":
+        keep_freed_memory()
+    return describe(choice)
+
+
+def describe(choice: str | None = None) -> str:
+    """The allocator this process runs on, as the card records it: ``tcmalloc``, ``jemalloc``,
+    ``glibc (keeps freed memory)`` (``LESIONLENS_ALLOCATOR=glibc``, after :func:`prepare`), or the
+    untouched ``glibc`` / ``system``."""
     current = in_use()
-    if current != "glibc" or choice != "glibc":
-        return current
-    return "glibc (keeps freed memory)" if keep_freed_memory() else current
+    return "glibc (keeps freed memory)" if current == "glibc" and (choice or requested()) == "glibc" else current

@@ -141,4 +141,4 @@ def device_description() -> str:
     allocator (:mod:`lesionlens.training.allocator`), both of which set a CPU run's speed."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"cpu ({torch.get_num_threads()} threads, {allocator.prepare()} allocator)"
+    return f"cpu ({torch.get_num_threads()} threads, {allocator.describe()} allocator)"
