@@ -218,6 +218,11 @@ class TrainConfig:
     # Off in the default recipe: AdamW with a warm-up already keeps the first steps small. Clipping
     # helps with higher learning rates, SGD, or a loss that spikes on a bad batch.
     gradient_clip: float | None = option(None, "rescale the gradients when their global L2 norm exceeds this")
+    # Off in the built-in recipe (a cosine schedule already ends on small steps). On, every epoch is
+    # validated, and the kept model taken, with the average (lesionlens.training.averaging).
+    ema_decay: float | None = option(
+        None, "average the weights: an exponential moving average with this decay per step (e.g. 0.998), "
+              "validated and kept instead of the last step's weights")
     # HAM10000 is 72% nevi and balanced accuracy is the ranking metric: square-root class weights
     # keep the gradients of rare classes moderate, and logit adjustment with tau 0.5 supplies the
     # rest of the class-balanced decision (together they balance the prior fully).

@@ -25,6 +25,7 @@ from lesionlens.data.dataset import CachedImages, balanced_sampler, class_weight
 from lesionlens.data.images import Preprocessing
 from lesionlens.data.load import PreparedData
 from lesionlens.data.transforms import train_transform
+from lesionlens.training.averaging import ExponentialAveraging
 from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume
 from lesionlens.training.distributed import World, trainer_settings
 from lesionlens.training.module import MONITOR_MODE, Classifier
@@ -93,6 +94,8 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
         callbacks.append(GradualUnfreezing(plan))
     if progress:
         callbacks.append(EpochReport())
+    if cfg.train.ema_decay is not None:
+        callbacks.append(ExponentialAveraging(cfg.train.ema_decay))
     if cfg.train.patience is not None:
         callbacks.append(EarlyStopping(cfg.train.monitor, mode=mode, patience=cfg.train.patience))
     last_ckpt = out / "checkpoints" / "last.ckpt"
