@@ -115,6 +115,9 @@ class DataConfig:
     # 80/20 is the protocol of the course material and of the benchmark.
     val_fraction: float = option(0.2, "share held out for validation, stratified and grouped by lesion")
     test_fraction: float = option(0.0, "share held out as a test partition", cli=False)
+    # Several training seeds on one validation set (a recipe's spread over seeds) need the split's seed apart.
+    split_seed: int | None = option(None, "seeds the split alone (default: --seed, which seeds the split, the "
+                                          "initialisation and the batches)")
     group_column: str | None = option(
         None, "CSV column whose images must stay together in one split (default: lesion_id or patient_id "
               "when the table has one)")
@@ -236,7 +239,7 @@ class TrainConfig:
     # The ISIC 2018 challenge's ranking metric; segmentation runs monitor val_jaccard (ISIC 2017's).
     monitor: Monitor = option("val_balanced_accuracy", "validation metric that picks the best epoch")
     patience: int | None = option(None, "stop after this many epochs without improvement")
-    seed: int = option(0, "seeds the split, the initialisation and the batches")
+    seed: int = option(0, "seeds the split (unless --split-seed), the initialisation and the batches")
     max_minutes: float | None = option(None, "stop training after this long (the best epoch so far is kept)")
     channels_last: bool = option(True, "channels-last memory: 1.6x faster convolutions on a CPU", cli=False)
     # Distributed data parallel (lesionlens.training.distributed): one process per device, each on a
@@ -314,6 +317,10 @@ class RunConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     regression: RegressionConfig = field(default_factory=RegressionConfig)
     volume: VolumeConfig = field(default_factory=VolumeConfig)
+
+    def split_seed(self) -> int:
+        """The seed of the train / validation split: ``data.split_seed``, else ``train.seed``."""
+        return self.train.seed if self.data.split_seed is None else self.data.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

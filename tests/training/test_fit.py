@@ -226,3 +226,20 @@ def test_gradient_clipping_reaches_the_trainer(trained, tmp_path):
     assert clipped.gradient_clip_val == 0.5 and clipped.gradient_clip_algorithm == "norm"
     result = train(_cfg(root, gradient_clip=0.5), tmp_path / "r", progress=False)
     assert result.card.training.config["train"]["gradient_clip"] == 0.5
+
+
+def test_split_seed_keeps_the_split_while_the_training_seed_changes(trained, tmp_path):
+    """A recipe's spread over seeds is measured on one validation set: --split-seed fixes the split,
+    --seed still changes the initialisation and the batches (and, alone, the split too)."""
+    root, _, _ = trained
+    runs = {}
+    for name, seed, split_seed in (("a", 0, 0), ("b", 1, 0), ("c", 1, None)):
+        cfg = _cfg(root, epochs=1, seed=seed)
+        cfg.data.split_seed = split_seed
+        result = train(cfg, tmp_path / name, progress=False)
+        runs[name] = (pd.read_csv(tmp_path / name / "split.csv").sort_values("path"),
+                      Predictor(tmp_path / name).model.state_dict(), result.card.dataset)
+    assert runs["a"][0]["partition"].tolist() == runs["b"][0]["partition"].tolist()
+    assert runs["b"][0]["partition"].tolist() != runs["c"][0]["partition"].tolist()
+    assert any(not torch.equal(runs["a"][1][k], runs["b"][1][k]) for k in runs["a"][1])
+    assert [r[2].split_seed for r in runs.values()] == [0, 0, 1]

@@ -98,7 +98,7 @@ def load_training_data(cfg: RunConfig, pre: Preprocessing, out: Path, progress: 
         table = table.subset(~test)
     data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir,
                    report=out / "data_issues.csv" if world.is_zero else None, progress=progress and world.is_zero)
-    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
+    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.split_seed())
     leakage = check_split(split, data.images.array)
     enforce(leakage, cfg.data.allow_leakage, f"{cfg.data.path}: the training split")
     return PreparedData(split, data.images), leakage
@@ -259,7 +259,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
             device=device_description(),
             freeze_schedule=plan.schedule(cfg.train.epochs if fitted is None else 1), **run),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
-                         SPLIT_FILE, cfg.train.seed, len(table.issues), leakage.record(cfg.data.allow_leakage)),
+                         SPLIT_FILE, cfg.split_seed(), len(table.issues), leakage.record(cfg.data.allow_leakage)),
         validation=ValidationInfo(m["n_images"], m["accuracy"], m["balanced_accuracy"], m["macro_auc"],
                                   m["macro_auc_grade"], m["per_class"], m["binary"], cfg.data.train_on_val),
         calibration=rule.calibration, operating_points=rule.operating_points,

@@ -86,7 +86,7 @@ def load_regression_data(cfg: RunConfig, pre, out: Path, progress: bool = True,
     store_targets(table, columns)
     data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir,
                    report=out / "data_issues.csv" if world.is_zero else None, progress=progress and world.is_zero)
-    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
+    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.split_seed())
     leakage = check_split(split, data.images.array)
     enforce(leakage, cfg.data.allow_leakage, f"{cfg.data.path}: the training split")
     targets = stored_targets(split, columns)
@@ -181,7 +181,7 @@ def train_regression(cfg: RunConfig, out: Path, resume: bool = False, progress: 
             device=device_description(),
             freeze_schedule=plan.schedule(cfg.train.epochs), **run),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
-                         SPLIT_FILE, cfg.train.seed, len(table.issues), leakage.record(cfg.data.allow_leakage)),
+                         SPLIT_FILE, cfg.split_seed(), len(table.issues), leakage.record(cfg.data.allow_leakage)),
         validation=ValidationInfo(len(val_rows), None, None, None, seen_in_training=cfg.data.train_on_val),
         calibration=None, operating_points={}, files=files,
         regression=replace(info, validation=evaluation.summary),

@@ -86,7 +86,7 @@ def load_segmentation_data(cfg: RunConfig, pre: Preprocessing, out: Path, progre
     masks = load_masks(table, pre)
     data = prepare(table, pre, cfg.data.on_bad_input, cfg.data.cache_dir,
                    report=out / "data_issues.csv" if world.is_zero else None, progress=progress and world.is_zero)
-    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
+    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.split_seed())
     leakage = check_split(split, data.images.array)
     enforce(leakage, cfg.data.allow_leakage, f"{cfg.data.path}: the training split")
     return PreparedData(split, data.images), aligned_masks(split, masks), leakage
@@ -190,7 +190,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
             best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
             train_images_per_s=median_of(history, "train_images_per_s")),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
-                         SPLIT_FILE, cfg.train.seed, len(table.issues), leakage.record(cfg.data.allow_leakage)),
+                         SPLIT_FILE, cfg.split_seed(), len(table.issues), leakage.record(cfg.data.allow_leakage)),
         validation=validation, calibration=calibration, operating_points=operating_points, files=files,
         segmentation=SegmentationInfo(cfg.segment.threshold, cfg.segment.keep_largest, cfg.segment.loss,
                                       cfg.segment.upsample, cfg.segment.decoder_width, segmentation["summary"]),

@@ -87,7 +87,7 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
             best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
             train_images_per_s=median_of(history, "train_images_per_s")),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
-                         SPLIT_FILE, cfg.train.seed, len(table.issues), None),
+                         SPLIT_FILE, cfg.split_seed(), len(table.issues), None),
         validation=validation, calibration=calibration, operating_points=operating_points, files=files,
         segmentation=segmentation, regression=regression,
     )

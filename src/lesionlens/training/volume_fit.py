@@ -154,7 +154,7 @@ def load_volume_data(cfg: RunConfig, pre: VolumePreprocessing, task: str, out: P
     if columns:
         store_targets(table, columns)
     data = prepare_volumes(table, pre, cfg.data.on_bad_input, report=out / "data_issues.csv")
-    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.train.seed)
+    split = assign_partitions(data.table, cfg.data.val_fraction, cfg.data.test_fraction, cfg.split_seed())
     return VolumeData(split, data.volumes, data.masks)
 
 
