@@ -10,6 +10,7 @@ machine, and readers (the labelling page) never wait for the writer.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -91,3 +92,13 @@ def migrate(engine: Engine) -> None:
         return
     with engine.begin() as connection:
         command.upgrade(_config(connection), "head")
+
+
+def now() -> datetime:
+    """The time stamp of a stored row: UTC."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time stored here is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

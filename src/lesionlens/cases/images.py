@@ -28,11 +28,17 @@ from lesionlens.durable import fsync_dir, write_atomic
 
 EXIF_ORIENTATION = 0x0112
 SUFFIX = {"JPEG": ".jpg", "PNG": ".png"}
+
 # JPEG markers kept: APP0 (JFIF), APP14 (Adobe: needed to decode CMYK / YCCK), and every
 # non-APP, non-comment segment (tables, frame, scan). APP2 is kept only for an ICC profile.
 _KEEP_APP = {0xE0, 0xEE}
 # PNG chunks kept: what decoding and colour need; text, time and eXIf chunks go.
 _PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT"}
+
+
+def image_name(sha256: str, fmt: str) -> str:
+    """A stored image's file name: its content hash and its format's suffix."""
+    return sha256 + SUFFIX[fmt]
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class CleanImage:
 
     @property
     def name(self) -> str:
-        return self.sha256 + SUFFIX[self.format]
+        return image_name(self.sha256, self.format)
 
 
 def clean_image(data: bytes, fmt: str) -> CleanImage:

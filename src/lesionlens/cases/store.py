@@ -13,24 +13,23 @@ its image, only, at worst, an orphan file that :meth:`CaseStore.check` reports a
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from lesionlens.cases import schema
-from lesionlens.cases.db import StoreError, database_url, migrate, open_engine, redacted
-from lesionlens.cases.images import SUFFIX, CleanImage, ImageFiles
+from lesionlens.cases.db import StoreError, as_utc, database_url, migrate, now, open_engine, redacted
+from lesionlens.cases.images import CleanImage, ImageFiles, image_name
+from lesionlens.cases.integrity import Integrity
 from lesionlens.cases.labels import Label, Settlement, settle
-from lesionlens.config import LabelSource, Role, choices
+from lesionlens.cases.tokens import Tokens
+from lesionlens.config import LabelSource, choices
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +103,7 @@ class ShadowAnswer:
     created_at: datetime | None = None  # set by the store
 
 
-@dataclass
-class StoreCheck:
-    """The outcome of :meth:`CaseStore.check`; ``ok`` when nothing is wrong (orphans are not wrong:
-    they are what a crash leaves, and are collected)."""
-
-    database: str  # "ok" or what the database's own check said
-    missing_images: list[str]  # case ids whose image file is absent
-    damaged_images: list[str]  # case ids whose file does not match its hash
-    orphan_images: list[str]  # files no case points at
-    temporary_files: int
-
-    @property
-    def ok(self) -> bool:
-        return self.database == "ok" and not self.missing_images and not self.damaged_images
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"ok": self.ok}
-
-
-class CaseStore:
+class CaseStore(Tokens, Integrity):
     def __init__(self, url: str, images: str | Path):
         self.url = url
         self.engine = open_engine(url)
@@ -187,7 +167,7 @@ class CaseStore:
         case_id = uuid.uuid4().hex
         p = case.prediction
         row = asdict(case.metadata) | {
-            "id": case_id, "created_at": _now(), "origin": case.origin, "image_sha256": case.image.sha256,
+            "id": case_id, "created_at": now(), "origin": case.origin, "image_sha256": case.image.sha256,
             "image_format": case.image.format, "width": case.image.width, "height": case.image.height,
             "model_name": p["model"]["name"], "model_version": p["model"]["version"],
             "model_digest": p["model"].get("digest"), "top_class": p["top_class"],
@@ -216,7 +196,7 @@ class CaseStore:
         with self.engine.connect() as c:
             row = c.execute(select(schema.cases.c.image_sha256, schema.cases.c.image_format)
                             .where(schema.cases.c.id == case_id)).first()
-        return None if row is None else self.images.path(_image_name(row.image_sha256, row.image_format))
+        return None if row is None else self.images.path(image_name(row.image_sha256, row.image_format))
 
     def records(self, case_ids: list[str] | None = None) -> list[CaseRecord]:
         """Cases (all, or those named) with their labels settled, oldest first."""
@@ -229,13 +209,13 @@ class CaseStore:
             adjudication_query = adjudication_query.where(schema.adjudications.c.case_id.in_(case_ids))
         with self.engine.connect() as c:
             rows = c.execute(query).all()
-            labels = _by_case(Label(r.id, r.case_id, r.label, r.source, r.reader, _utc(r.created_at), r.note)
+            labels = _by_case(Label(r.id, r.case_id, r.label, r.source, r.reader, as_utc(r.created_at), r.note)
                               for r in c.execute(label_query))
-            adjudications = _by_case(Label(r.id, r.case_id, r.label, r.source, r.adjudicator, _utc(r.created_at), r.note)
+            adjudications = _by_case(Label(r.id, r.case_id, r.label, r.source, r.adjudicator, as_utc(r.created_at), r.note)
                                      for r in c.execute(adjudication_query))
         fields = CaseMetadata.__dataclass_fields__
         return [CaseRecord(
-            id=r.id, created_at=_utc(r.created_at), origin=r.origin, image=_image_name(r.image_sha256, r.image_format),
+            id=r.id, created_at=as_utc(r.created_at), origin=r.origin, image=image_name(r.image_sha256, r.image_format),
             width=r.width, height=r.height, metadata=CaseMetadata(**{k: getattr(r, k) for k in fields}),
             partition=r.partition, model_version=r.model_version, model_digest=r.model_digest, top_class=r.top_class,
             probabilities=r.probabilities, decision=r.decision, quality=r.quality,
@@ -260,7 +240,7 @@ class CaseStore:
                         c.execute(insert(schema.shadow_answers).values(
                             case_id=a.case_id, model_digest=a.model_digest, top_class=a.top_class,
                             probabilities=a.probabilities, decision=a.decision, latency_ms=a.latency_ms,
-                            created_at=_now()))
+                            created_at=now()))
                     stored += 1
                 except IntegrityError:
                     log.info("shadow answer for case %s by %s not stored: the case is gone or has one",
@@ -275,7 +255,7 @@ class CaseStore:
             query = query.where(t.c.case_id.in_(case_ids))
         with self.engine.connect() as c:
             return [ShadowAnswer(r.case_id, r.model_digest, r.top_class, r.probabilities, r.decision, r.latency_ms,
-                                 _utc(r.created_at)) for r in c.execute(query)]
+                                 as_utc(r.created_at)) for r in c.execute(query)]
 
     def set_partition(self, case_ids: list[str], partition: str | None) -> int:
         if partition not in ("train", "val", "test", None):
@@ -296,11 +276,11 @@ class CaseStore:
             c.execute(delete(schema.adjudications).where(schema.adjudications.c.case_id == case_id))
             c.execute(delete(schema.shadow_answers).where(schema.shadow_answers.c.case_id == case_id))
             c.execute(delete(schema.cases).where(schema.cases.c.id == case_id))
-            c.execute(insert(schema.erasures).values(case_id=case_id, erased_at=_now(), by=by))
+            c.execute(insert(schema.erasures).values(case_id=case_id, erased_at=now(), by=by))
             shared = c.execute(select(func.count()).select_from(schema.cases)
                                .where(schema.cases.c.image_sha256 == row.image_sha256)).scalar_one()
         if not shared:
-            self.images.remove(_image_name(row.image_sha256, row.image_format))
+            self.images.remove(image_name(row.image_sha256, row.image_format))
         log.info("case %s erased by %s", case_id, by)
         return True
 
@@ -318,96 +298,10 @@ class CaseStore:
         try:
             with self.engine.begin() as c:
                 result = c.execute(insert(table).values(case_id=case_id, label=label, source=source, note=note,
-                                                        created_at=_now(), **who))
+                                                        created_at=now(), **who))
                 return result.inserted_primary_key[0]
         except IntegrityError as e:
             raise StoreError(f"no case {case_id}") from e
-
-    # -- tokens -----------------------------------------------------------------------------------
-
-    def add_token(self, name: str, role: str) -> str:
-        """A new secret token for ``name`` with ``role``; only its hash is stored, so this is the
-        only time it can be read."""
-        if role not in choices(Role):
-            raise StoreError(f"unknown role {role!r}; use one of {', '.join(choices(Role))}")
-        secret = secrets.token_urlsafe(32)
-        try:
-            with self.engine.begin() as c:
-                c.execute(insert(schema.tokens).values(name=name, role=role, token_sha256=token_hash(secret),
-                                                       created_at=_now()))
-        except IntegrityError as e:
-            raise StoreError(f"a token named {name!r} exists; revoke it first") from e
-        return secret
-
-    def revoke_token(self, name: str) -> bool:
-        with self.engine.begin() as c:
-            return c.execute(update(schema.tokens).where(schema.tokens.c.name == name,
-                                                         schema.tokens.c.revoked_at.is_(None))
-                             .values(revoked_at=_now())).rowcount > 0
-
-    def tokens(self) -> list[dict]:
-        with self.engine.connect() as c:
-            return [{"name": r.name, "role": r.role, "created_at": _utc(r.created_at).isoformat(),
-                     "revoked": r.revoked_at is not None}
-                    for r in c.execute(select(schema.tokens).order_by(schema.tokens.c.id))]
-
-    def token_owner(self, secret: str) -> tuple[str, str] | None:
-        """(name, role) of a live token, looked up by its hash (so the secret is never compared
-        character by character)."""
-        digest = token_hash(secret)
-        with self.engine.connect() as c:
-            row = c.execute(select(schema.tokens.c.name, schema.tokens.c.role, schema.tokens.c.token_sha256)
-                            .where(schema.tokens.c.token_sha256 == digest,
-                                   schema.tokens.c.revoked_at.is_(None))).first()
-        if row is None or not secrets.compare_digest(row.token_sha256, digest):
-            return None
-        return row.name, row.role
-
-    def has_tokens(self) -> bool:
-        with self.engine.connect() as c:
-            return c.execute(select(schema.tokens.c.id).where(schema.tokens.c.revoked_at.is_(None))).first() is not None
-
-    # -- integrity --------------------------------------------------------------------------------
-
-    def check(self, verify_hashes: bool = True) -> StoreCheck:
-        """The database's own integrity check, every case's image present (and matching its hash),
-        and the files no case points at."""
-        with self.engine.connect() as c:
-            if self.is_sqlite:
-                result = [r[0] for r in c.execute(text("PRAGMA integrity_check"))]
-                fk = c.execute(text("PRAGMA foreign_key_check")).all()
-                database = "ok" if result == ["ok"] and not fk else "; ".join(result + [f"foreign key: {r}" for r in fk])
-            else:
-                orphans = c.execute(text("SELECT count(*) FROM labels l LEFT JOIN cases c ON c.id = l.case_id "
-                                         "WHERE c.id IS NULL")).scalar_one()
-                database = "ok" if not orphans else f"{orphans} labels without a case"
-            rows = c.execute(select(schema.cases.c.id, schema.cases.c.image_sha256, schema.cases.c.image_format)).all()
-        referenced = set()
-        missing, damaged = [], []
-        for r in rows:
-            name = _image_name(r.image_sha256, r.image_format)
-            referenced.add(name)
-            path = self.images.path(name)
-            if not path.is_file():
-                missing.append(r.id)
-            elif verify_hashes and hashlib.sha256(path.read_bytes()).hexdigest() != r.image_sha256:
-                damaged.append(r.id)
-        orphans = sorted(set(self.images.names()) - referenced)
-        return StoreCheck(database, missing, damaged, orphans, sum(1 for _ in self.images.temporary_files()))
-
-    def collect_orphans(self, older_than_s: float = 600.0) -> list[str]:
-        """Delete image files no case points at (and half-written temporary files), if older than
-        ``older_than_s`` seconds, so that a submission between its file and its row is left alone."""
-        cutoff = time.time() - older_than_s
-        removed = []
-        for name in self.check(verify_hashes=False).orphan_images:
-            path = self.images.path(name)
-            if path.stat().st_mtime <= cutoff and self.images.remove(name):
-                removed.append(name)
-        for tmp in list(self.images.temporary_files()):
-            if tmp.stat().st_mtime <= cutoff:
-                tmp.unlink(missing_ok=True)
-        return removed
 
 
 def _find_request(c, request_id: str) -> StoredCase | None:
@@ -416,25 +310,8 @@ def _find_request(c, request_id: str) -> StoredCase | None:
     return None if row is None else StoredCase(row.id, False, row.response)
 
 
-def token_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _image_name(sha256: str, fmt: str) -> str:
-    return sha256 + SUFFIX[fmt]
-
-
 def _by_case(labels) -> dict[str, list[Label]]:
     out: dict[str, list[Label]] = {}
     for lab in labels:
         out.setdefault(lab.case_id, []).append(lab)
     return out
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time stored here is UTC."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

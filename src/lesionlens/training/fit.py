@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from safetensors.torch import save_file
 
 from lesionlens.bundle.card import WEIGHTS, Card, write_card
