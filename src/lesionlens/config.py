@@ -226,6 +226,8 @@ class TrainConfig:
     ema_decay: float | None = option(
         None, "average the weights: an exponential moving average with this decay per step (e.g. 0.998), "
               "validated and kept instead of the last step's weights")
+    keep_epochs: bool = option(False, "keep every epoch's checkpoint (checkpoints/epoch-NN.ckpt, the raw weights "
+                                      "and, with --ema-decay, their average): for snapshot ensembles and analysis")
     # HAM10000 is 72% nevi and balanced accuracy is the ranking metric: square-root class weights
     # keep the gradients of rare classes moderate, and logit adjustment with tau 0.5 supplies the
     # rest of the class-balanced decision (together they balance the prior fully).

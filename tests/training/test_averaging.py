@@ -88,3 +88,20 @@ def test_resume_carries_the_average_on(images, tmp_path):
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 1
     assert int(last["averaging_state"]["n_averaged"]) == last["global_step"]  # not restarted at zero
+
+
+def test_every_epoch_is_kept_with_its_average(images, tmp_path):
+    """train.keep_epochs: one checkpoint per epoch, the last the same as last.ckpt (average and raw)."""
+    out = tmp_path / "kept"
+    train(_cfg(images, epochs=2, ema_decay=0.9, keep_epochs=True), out, progress=False)
+    kept = sorted(p.name for p in (out / "checkpoints").glob("epoch-*.ckpt"))
+    assert kept == ["epoch-00.ckpt", "epoch-01.ckpt"]
+    first, second, last = (torch.load(out / "checkpoints" / name, map_location="cpu", weights_only=True)
+                           for name in ("epoch-00.ckpt", "epoch-01.ckpt", "last.ckpt"))
+    assert (first["epoch"], second["epoch"]) == (0, 1)
+    for key in ("state_dict", "current_model_state"):
+        assert all(torch.equal(second[key][k], last[key][k]) for k in last[key])
+    assert any(not torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in first["state_dict"])
+    plain = tmp_path / "plain"
+    train(_cfg(images, epochs=1), plain, progress=False)
+    assert not list((plain / "checkpoints").glob("epoch-*.ckpt"))  # off by default

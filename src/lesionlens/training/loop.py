@@ -16,7 +16,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, RandomSampler
 
@@ -89,7 +89,10 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
     # --resume would go back to the best epoch; this second callback writes it after every epoch.
     every_epoch = ModelCheckpoint(out / "checkpoints", filename="last", monitor=None, save_top_k=1,
                                   enable_version_counter=False)
-    callbacks = [checkpoint, every_epoch, LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
+    callbacks = [checkpoint, every_epoch]
+    if cfg.train.keep_epochs:
+        callbacks.append(KeepEveryEpoch(out / "checkpoints"))
+    callbacks += [LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
     if plan is not None:
         callbacks.append(GradualUnfreezing(plan))
     if progress:
@@ -113,6 +116,20 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
         num_sanity_val_steps=0,
     )
     return trainer, checkpoint
+
+
+class KeepEveryEpoch(Callback):
+    """``epoch-NN.ckpt`` after every validation (NN: Lightning's epoch index, one less than the log's
+    epoch), written as the other checkpoints are: with weight averaging, the average in ``state_dict``
+    and the raw weights in ``current_model_state``. (A third ModelCheckpoint cannot do it: Lightning
+    refuses two with the same monitor and schedule, and ``last.ckpt``'s already has them.)"""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.folder / f"epoch-{trainer.current_epoch:02d}.ckpt", weights_only=False)
 
 
 def build_loaders(cfg: RunConfig, pre: Preprocessing, data: PreparedData, targets: np.ndarray,
