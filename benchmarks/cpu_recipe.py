@@ -9,12 +9,12 @@ targets, seed by seed, in one printed table.
     .venv/bin/python benchmarks/cpu_recipe.py --ham-bundle runs/a runs/b runs/c --skip-isic-protocol
 
 1. HAM10000: the recipe trained on the seeded, lesion-grouped, stratified 80/20 split; its validation
-   balanced accuracy (target >= 0.75; the 2-hour recipe >= 0.82) with the 95% stratified-bootstrap interval, without and with
-   the recipe's test-time augmentation; then the same model on the ISIC 2017 test set (external:
-   other clinics and cameras, 3 classes).
+   balanced accuracy (target >= 0.75; the 2-hour recipe >= 0.82) with the 95% stratified-bootstrap
+   interval, without and with the recipe's test-time augmentation; then the same model on the ISIC
+   2017 test set (external: other clinics and cameras, 3 classes).
 2. ISIC 2017 challenge protocol: the same recipe trained on ISIC 2017 training + validation
    (``data.train_on_val``, last epoch kept) and scored on its 600 test images: melanoma AUC,
-   seborrheic-keratosis AUC and their mean (the challenge's ranking, target >= 0.85; 2 hours: >= 0.91).
+   seborrheic-keratosis AUC and their mean (the challenge's ranking; target >= 0.85, 2 hours >= 0.91).
 Training minutes are Lightning's fit time on this machine (the card's ``fit_time_s``). With several
 seeds (``--seeds``, or several bundles) a last table gives each figure's mean, sample standard
 deviation and range over the seeds. Every HAM10000 run keeps the seed-0 split (``data.split_seed``),
