@@ -47,10 +47,8 @@ def _ci(intervals: dict, key: str) -> str:
     return "n/a" if c is None else f"{c.estimate:.3f} [{c.low:.3f}, {c.high:.3f}]"
 
 
-def trained(bundle: Path | None, config: Path, data: Path, weights: Path, out: Path, **overrides) -> Path:
-    """``bundle`` if given, else the recipe trained on ``data`` into ``out`` (resumed if interrupted)."""
-    if bundle is not None:
-        return bundle
+def trained(config: Path, data: Path, weights: Path, out: Path, **overrides) -> Path:
+    """The recipe trained on ``data`` into ``out`` (resumed if interrupted)."""
     return train_once(out, load_config(config, {"data.path": str(data), "model.weights": str(weights), **overrides}))
 
 
@@ -88,7 +86,7 @@ def main() -> None:
     def out(name: str, seed: int) -> Path:
         return args.out / (name if args.seeds == [0] else f"{name}-seed{seed}")
 
-    ham_bundles = args.ham_bundle or [trained(None, args.config, ham, weights, out("ham10000", s),
+    ham_bundles = args.ham_bundle or [trained(args.config, ham, weights, out("ham10000", s),
                                               **{"train.seed": s, "data.split_seed": 0}) for s in args.seeds]
     lines, rows = [], []  # rows: (run, what, intervals, key of the SK AUC or None, seconds)
     for ham_bundle in ham_bundles:
@@ -111,7 +109,7 @@ def main() -> None:
         # the official partitions share copies (README, "Checking a data set"): the challenge
         # protocol scores them as they are
         protocol = {"data.train_on_val": True, "train.epochs": args.isic_epochs, "data.allow_leakage": True}
-        isic_bundles = args.isic_bundle or [trained(None, args.config, isic, weights, out("isic2017", s),
+        isic_bundles = args.isic_bundle or [trained(args.config, isic, weights, out("isic2017", s),
                                                     **protocol, **{"train.seed": s}) for s in args.seeds]
         for isic_bundle in isic_bundles:
             c = read_card(isic_bundle)

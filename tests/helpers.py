@@ -114,3 +114,15 @@ def write_lesion_pairs(root: Path, n: int = 40, size: int = 48) -> Path:
         save(image, root / "images" / f"case_{i:03d}.jpg", quality=95)
         save_mask(mask, root / "masks" / f"case_{i:03d}_mask.png")
     return root
+
+
+def tiny_run_config(data, **train):
+    """A tiny_cnn run on 32-px images for the training tests: 2 epochs of batches of 8, no warm-up;
+    ``train`` overrides train.* settings."""
+    from lesionlens.config import load_config
+
+    overrides = {"data.path": str(data), "data.num_workers": 0, "model.name": "tiny_cnn",
+                 "model.pretrained": False, "model.image_size": 32, "train.epochs": 2, "train.batch_size": 8,
+                 "train.warmup_epochs": 0.0, "train.lr": 0.01}
+    overrides.update({f"train.{k}": v for k, v in train.items()})
+    return load_config(overrides=overrides)

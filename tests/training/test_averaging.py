@@ -7,20 +7,19 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from helpers import tiny_run_config
 from torch.optim.swa_utils import AveragedModel
 
-from lesionlens.config import ConfigError, load_config
+from lesionlens.config import ConfigError
 from lesionlens.inference import Predictor
 from lesionlens.training.averaging import ema_decay_after, warm_ema
 from lesionlens.training.fit import train
 
 
 def _cfg(data, **train):
-    overrides = {"data.path": str(data), "data.num_workers": 0, "model.name": "tiny_cnn",
-                 "model.pretrained": False, "model.image_size": 32, "train.epochs": 2, "train.batch_size": 8,
-                 "train.warmup_epochs": 0.0, "train.lr": 0.01, "data.train_on_val": True}
-    overrides.update({f"train.{k}": v for k, v in train.items()})
-    return load_config(overrides=overrides)
+    cfg = tiny_run_config(data, **train)
+    cfg.data.train_on_val = True  # the last epoch kept: the average's last state, whatever validation says
+    return cfg
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import reloaded_matches_saved
+from helpers import reloaded_matches_saved, tiny_run_config as _cfg
 import yaml
 
 from lesionlens.bundle.card import BundleError, read_card
-from lesionlens.config import load_config
 from lesionlens.inference import Predictor
 from lesionlens.models.registry import create_model
 from lesionlens.training.curves import epoch_table
 from lesionlens.training.fit import train
-
-
-def _cfg(data, **train):
-    overrides = {"data.path": str(data), "data.num_workers": 0, "model.name": "tiny_cnn",
-                 "model.pretrained": False, "model.image_size": 32, "train.epochs": 2, "train.batch_size": 8,
-                 "train.warmup_epochs": 0.0, "train.lr": 0.01}
-    overrides.update({f"train.{k}": v for k, v in train.items()})
-    return load_config(overrides=overrides)
 
 
 @pytest.fixture(scope="module")

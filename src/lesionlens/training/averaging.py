@@ -41,4 +41,3 @@ class ExponentialAveraging(WeightAveraging):
 
     def __init__(self, decay: float):
         super().__init__(avg_fn=warm_ema(decay), use_buffers=True)
-        self.decay = decay

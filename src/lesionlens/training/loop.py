@@ -121,8 +121,8 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
 class KeepEveryEpoch(Callback):
     """``epoch-NN.ckpt`` after every validation (NN: Lightning's epoch index, one less than the log's
     epoch), written as the other checkpoints are: with weight averaging, the average in ``state_dict``
-    and the raw weights in ``current_model_state``. (A third ModelCheckpoint cannot do it: Lightning
-    refuses two with the same monitor and schedule, and ``last.ckpt``'s already has them.)"""
+    and the raw weights in ``current_model_state``. (Not a third ModelCheckpoint: it would share
+    ``last.ckpt``'s state key, which Lightning builds from the monitor and schedule alone.)"""
 
     def __init__(self, folder: Path):
         self.folder = folder
