@@ -218,6 +218,14 @@ class TrainConfig:
     min_lr_ratio: float = option(0.01, "cosine floor, as a fraction of lr", cli=False)
     plateau_patience: int = option(2, "plateau: epochs without improvement before the rate drops", cli=False)
     label_smoothing: float = option(0.0, "share of each target spread over the other classes")
+    # Off in the built-in recipes. Each training batch is blended with a shuffled copy of itself and
+    # the loss takes both labels in the same shares (lesionlens.training.mixing): a regulariser for
+    # runs that over-fit, at no cost in speed.
+    mixup: float = option(0.0, "mixup: blend image pairs, the share drawn from Beta(a, a) per batch "
+                               "(0: off; 0.2-0.4 is usual when fine-tuning)")
+    cutmix: float = option(0.0, "CutMix: paste a box of a partner image, its area from Beta(a, a) per batch (0: off; "
+                                "1.0 is usual); with --mixup too, each mixed batch takes one of the two")
+    mix_prob: float = option(1.0, "share of training batches mixed when --mixup or --cutmix is on")
     # Off in the default recipe: AdamW with a warm-up already keeps the first steps small. Clipping
     # helps with higher learning rates, SGD, or a loss that spikes on a bad batch.
     gradient_clip: float | None = option(None, "rescale the gradients when their global L2 norm exceeds this")

@@ -37,6 +37,7 @@ from lesionlens.training.distributed import World, check_distributed, device_des
 from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
 from lesionlens.training.loop import fit_network
+from lesionlens.training.mixing import describe_mixing
 from lesionlens.training.strategies import check_strategy, plan_strategy
 from lesionlens.training.tasks import check_task
 
@@ -129,7 +130,8 @@ def describe_plan(cfg: RunConfig, pre: Preprocessing, n_train: int, n_val: int) 
     else:
         how = (f"train {cfg.model.name} (strategy {t.strategy}, head {cfg.model.head}) for {t.epochs} "
                f"epoch{'s' if t.epochs != 1 else ''}, "
-               f"batch {t.batch_size}, {t.optimizer} at lr {t.lr:g} with a {t.schedule} schedule")
+               f"batch {t.batch_size}, {t.optimizer} at lr {t.lr:g} with a {t.schedule} schedule"
+               f"{describe_mixing(t)}")
     seen = " (also trained on)" if cfg.data.train_on_val else ""
     return f"about to {how} at {pre.image_size} px on {n_train:,} images, validating on {n_val:,}{seen}"
 

@@ -15,6 +15,7 @@ from lesionlens.evaluation import metrics as M
 from lesionlens.data.transforms import to_input
 from lesionlens.models.freeze import keep_frozen_norms_in_eval
 from lesionlens.training.distributed import gather_rows, reduce_sum
+from lesionlens.training.mixing import BatchMixing
 from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penalty
 
 # monitored validation metric -> whether larger ("max") or smaller ("min") is better
@@ -39,6 +40,7 @@ class Classifier(L.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.channels_last = cfg.channels_last
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+        self.mixing = BatchMixing.from_config(cfg)  # None unless train.mixup or train.cutmix
         # Logit adjustment (Menon et al., ICLR 2021): the loss sees logits + tau * log(prior), so the
         # network's own logits learn the class-balanced posterior; predictions use them unadjusted.
         bias = None
@@ -61,8 +63,12 @@ class Classifier(L.LightningModule):
         keep_frozen_norms_in_eval(self.model)
         return self
 
+    def model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch as the network takes it: uint8 images normalised (and channels-last)."""
+        return to_input(images, self.pre, self.channels_last)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(to_input(images, self.pre, self.channels_last))
+        return self.model(self.model_input(images))
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.logit_bias is not None:
@@ -90,10 +96,23 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        logits = self(images)
-        loss = self._loss(logits, targets)
-        self.log("train_accuracy", (logits.argmax(1) == targets).float().mean(), on_epoch=True,
-                 batch_size=len(targets), sync_dist=True)
+        inputs = self.model_input(images)
+        mixed = self.mixing(inputs) if self.mixing is not None else None
+        if mixed is None:
+            logits = self.model(inputs)
+            loss = self._loss(logits, targets)
+            correct = (logits.argmax(1) == targets).float()
+        else:  # both labels, in the shares of the images (lesionlens.training.mixing)
+            if self.channels_last and mixed.inputs.dim() == 4:
+                inputs = mixed.inputs.contiguous(memory_format=torch.channels_last)
+            else:
+                inputs = mixed.inputs
+            logits = self.model(inputs)
+            partners = targets[mixed.partners]
+            loss = mixed.lam * self._loss(logits, targets) + (1.0 - mixed.lam) * self._loss(logits, partners)
+            predicted = logits.argmax(1)
+            correct = mixed.lam * (predicted == targets).float() + (1.0 - mixed.lam) * (predicted == partners).float()
+        self.log("train_accuracy", correct.mean(), on_epoch=True, batch_size=len(targets), sync_dist=True)
         return self.step_loss(loss, len(targets))
 
     def step_loss(self, loss: torch.Tensor, n: int) -> torch.Tensor:

@@ -32,6 +32,7 @@ from lesionlens.data.targets import store_targets, stored_targets, target_column
 from lesionlens.data.volume_load import VolumeData, prepare_volumes, read_volume_table
 from lesionlens.data.volume_transforms import VolumeAugment
 from lesionlens.data.volumes import VolumePreprocessing
+from lesionlens.training.mixing import check_mixing
 from lesionlens.training.module import Classifier
 from lesionlens.training.regress_module import Regressor
 from lesionlens.training.segment_module import Segmenter
@@ -44,22 +45,22 @@ VOLUME_STRATEGIES = ("full", "scratch")  # every 3D model trains whole, from ran
 class VolumeClassifier(Classifier):
     """The classifier's training on volumes: batches are (N x 1 x D x H x W float32, class index)."""
 
-    def forward(self, volumes: torch.Tensor) -> torch.Tensor:
-        return self.model(volumes)
+    def model_input(self, volumes: torch.Tensor) -> torch.Tensor:
+        return volumes  # float32 already, normalised by the reader
 
 
 class VolumeSegmenter(Segmenter):
     """The segmenter's training on volumes: batches are (volumes, N x 1 x D x H x W 0/1 masks, class)."""
 
-    def forward(self, volumes: torch.Tensor) -> torch.Tensor:
-        return self.model(volumes)
+    def model_input(self, volumes: torch.Tensor) -> torch.Tensor:
+        return volumes  # float32 already, normalised by the reader
 
 
 class VolumeRegressor(Regressor):
     """The regressor's training on volumes: batches are (volumes, N x K float targets)."""
 
-    def forward(self, volumes: torch.Tensor) -> torch.Tensor:
-        return self.model(volumes)
+    def model_input(self, volumes: torch.Tensor) -> torch.Tensor:
+        return volumes  # float32 already, normalised by the reader
 
 
 @dataclass
@@ -100,6 +101,7 @@ def check_volume_run(cfg: RunConfig) -> str:
     if cfg.train.task not in ("classification", task):
         raise ConfigError(f"--task {cfg.train.task}: {spec.name} is a {task} model; choose "
                           f"{'unet3d' if cfg.train.task == 'segmentation' else 'a 3D classifier'}")
+    check_mixing(cfg.train, task)
     if cfg.model.pretrained:
         raise ConfigError(f"{spec.name} has no pretrained weights: train it from scratch (--no-pretrained)")
     if cfg.train.strategy not in VOLUME_STRATEGIES:
