@@ -3,7 +3,8 @@
 It exposes the same seam as timm models (``forward_features`` / ``forward_head`` /
 ``reset_classifier`` / ``get_classifier``, and ``feature_info`` / ``forward_intermediates`` for the
 multi-scale features a U-Net decoder reads), so freezing, embeddings, activation maps and
-segmentation treat it like any backbone.
+segmentation treat it like any backbone. With ``spatial_dims=3`` the same network takes volumes
+(:class:`lesionlens.models.volume.SimpleCNN3D`).
 """
 
 from __future__ import annotations
@@ -12,20 +13,28 @@ import torch
 from torch import nn
 
 
+# per number of spatial dimensions: convolution, batch norm, max pool, global average pool
+LAYERS = {2: (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
+          3: (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.AdaptiveAvgPool3d)}
+
+
 class SimpleCNN(nn.Module):
     def __init__(self, num_classes: int, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 drop_rate: float = 0.0, in_chans: int = 3):
+                 drop_rate: float = 0.0, in_chans: int = 3, spatial_dims: int = 2):
         super().__init__()
+        if spatial_dims not in LAYERS:
+            raise ValueError(f"SimpleCNN takes images (2) or volumes (3), got spatial_dims={spatial_dims}")
+        conv, norm, pool, global_pool = LAYERS[spatial_dims]
         blocks, prev = [], in_chans
         for w in widths:
             blocks.append(nn.Sequential(
-                nn.Conv2d(prev, w, 3, padding=1, bias=False),
-                nn.BatchNorm2d(w),
+                conv(prev, w, 3, padding=1, bias=False),
+                norm(w),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(w, w, 3, padding=1, bias=False),
-                nn.BatchNorm2d(w),
+                conv(w, w, 3, padding=1, bias=False),
+                norm(w),
                 nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
+                pool(2),
             ))
             prev = w
         self.features = nn.Sequential(*blocks)
@@ -33,7 +42,7 @@ class SimpleCNN(nn.Module):
         # each block ends with a 2x2 max pool: block i's output is at stride 2^(i+1)
         self.feature_info = [{"num_chs": w, "reduction": 2 ** (i + 1), "module": f"features.{i}"}
                              for i, w in enumerate(widths)]
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = global_pool(1)
         self.drop_rate = drop_rate
         self.classifier = nn.Linear(prev, num_classes) if num_classes > 0 else nn.Identity()
         self.num_classes = num_classes

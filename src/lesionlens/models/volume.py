@@ -19,48 +19,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lesionlens.models.simple import SimpleCNN
 
-class SimpleCNN3D(nn.Module):
+
+class SimpleCNN3D(SimpleCNN):
+    """:class:`~lesionlens.models.simple.SimpleCNN` on volumes: 3D layers, and by default one input
+    channel and widths 16-128 (the 2D network's are 32-256)."""
+
     def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64, 128), drop_rate: float = 0.0,
                  in_chans: int = 1):
-        super().__init__()
-        blocks, prev = [], in_chans
-        for w in widths:
-            blocks.append(nn.Sequential(
-                nn.Conv3d(prev, w, 3, padding=1, bias=False), nn.BatchNorm3d(w), nn.ReLU(inplace=True),
-                nn.Conv3d(w, w, 3, padding=1, bias=False), nn.BatchNorm3d(w), nn.ReLU(inplace=True),
-                nn.MaxPool3d(2),
-            ))
-            prev = w
-        self.features = nn.Sequential(*blocks)
-        self.num_features = prev
-        self.feature_info = [{"num_chs": w, "reduction": 2 ** (i + 1), "module": f"features.{i}"}
-                             for i, w in enumerate(widths)]
-        self.global_pool = nn.AdaptiveAvgPool3d(1)
-        self.drop_rate = drop_rate
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(prev, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        x = nn.functional.dropout(x, self.drop_rate, self.training)
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return {"stem": r"^features\.0\.", "blocks": [(r"^features\.(\d+)", None), (r"^classifier", (99999,))]}
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        super().__init__(num_classes, widths, drop_rate, in_chans, spatial_dims=3)
 
 
 class ResNet3D(nn.Module):
