@@ -226,6 +226,13 @@ class TrainConfig:
     cutmix: float = option(0.0, "CutMix: paste a box of a partner image, its area from Beta(a, a) per batch (0: off; "
                                 "1.0 is usual); with --mixup too, each mixed batch takes one of the two")
     mix_prob: float = option(1.0, "share of training batches mixed when --mixup or --cutmix is on")
+    # Off in the built-in recipes (lesionlens.training.progressive): the first epochs on smaller
+    # images cost less (pixels), so a time budget holds more epochs; validation stays at full size.
+    progressive_size: int | None = option(
+        None, "progressive resizing: the first epoch trains on images of this size (px), growing linearly to "
+              "model.image_size")
+    progressive_epochs: float | None = option(
+        None, "progressive resizing: epochs over which the size grows (default: half of --epochs)")
     # Off in the default recipe: AdamW with a warm-up already keeps the first steps small. Clipping
     # helps with higher learning rates, SGD, or a loss that spikes on a bad batch.
     gradient_clip: float | None = option(None, "rescale the gradients when their global L2 norm exceeds this")

@@ -14,6 +14,7 @@ import torch
 
 from lesionlens.config import RunConfig
 from lesionlens.models.registry import create_model
+from lesionlens.training.progressive import relative_cost
 
 FORWARD_BACKWARD = 3.0  # a training step costs about three forward passes
 # Data loading and augmentation, the optimizer step, validation each epoch. Measured on 2 cores with
@@ -65,6 +66,6 @@ def estimate(cfg: RunConfig, n_images: int, image_size: int) -> Estimate:
         seconds = n_images * forward * HEAD_BACKWARD * epochs
     elif cfg.train.strategy == "deep":  # the backward pass reaches further down epoch by epoch
         seconds = n_images * (forward + per_image) / 2 * epochs
-    else:
-        seconds = n_images * per_image * epochs
+    else:  # progressive resizing: the early epochs' steps cost their share of the pixels
+        seconds = n_images * per_image * epochs * relative_cost(cfg.train, image_size)
     return Estimate(seconds * OVERHEAD / 60, per_image, n_images, epochs)

@@ -38,6 +38,7 @@ from lesionlens.training.estimate import Estimate, estimate
 from lesionlens.training.features import fit_embedding_classifier
 from lesionlens.training.loop import fit_network
 from lesionlens.training.mixing import describe_mixing
+from lesionlens.training.progressive import check_progressive_size, describe_progressive
 from lesionlens.training.strategies import check_strategy, plan_strategy
 from lesionlens.training.tasks import check_task
 
@@ -131,7 +132,7 @@ def describe_plan(cfg: RunConfig, pre: Preprocessing, n_train: int, n_val: int) 
         how = (f"train {cfg.model.name} (strategy {t.strategy}, head {cfg.model.head}) for {t.epochs} "
                f"epoch{'s' if t.epochs != 1 else ''}, "
                f"batch {t.batch_size}, {t.optimizer} at lr {t.lr:g} with a {t.schedule} schedule"
-               f"{describe_mixing(t)}")
+               f"{describe_mixing(t)}{describe_progressive(t, pre.image_size)}")
     seen = " (also trained on)" if cfg.data.train_on_val else ""
     return f"about to {how} at {pre.image_size} px on {n_train:,} images, validating on {n_val:,}{seen}"
 
@@ -195,6 +196,7 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
     pre = resolve_preprocessing(cfg, out, resume, world)
+    check_progressive_size(cfg.train, pre.image_size)
     data, leakage = load_training_data(cfg, pre, out, progress, world)
     table = data.table
     train_rows, val_rows = split_rows(cfg, data, out, world)

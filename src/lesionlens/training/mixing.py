@@ -91,8 +91,11 @@ class BatchMixing:
         partners = torch.randperm(len(inputs)).to(inputs.device)
         if cutmix:
             mixed, lam = paste_box(inputs, partners, lam)
-            return MixedBatch(mixed, partners, lam, "cutmix")
-        return MixedBatch(inputs * lam + inputs[partners] * (1.0 - lam), partners, lam, "mixup")
+        else:
+            mixed = inputs * lam + inputs[partners] * (1.0 - lam)
+        if inputs.dim() == 4 and inputs.is_contiguous(memory_format=torch.channels_last):
+            mixed = mixed.contiguous(memory_format=torch.channels_last)  # the network's fast layout kept
+        return MixedBatch(mixed, partners, lam, "cutmix" if cutmix else "mixup")
 
 
 def paste_box(inputs: torch.Tensor, partners: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:

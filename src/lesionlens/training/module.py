@@ -15,7 +15,8 @@ from lesionlens.evaluation import metrics as M
 from lesionlens.data.transforms import to_input
 from lesionlens.models.freeze import keep_frozen_norms_in_eval
 from lesionlens.training.distributed import gather_rows, reduce_sum
-from lesionlens.training.mixing import BatchMixing
+from lesionlens.training.mixing import BatchMixing, MixedBatch
+from lesionlens.training.progressive import epoch_sizes, shrink
 from lesionlens.training.optim import build_optimizer, build_scheduler, l1_penalty
 
 # monitored validation metric -> whether larger ("max") or smaller ("min") is better
@@ -41,6 +42,7 @@ class Classifier(L.LightningModule):
         self.channels_last = cfg.channels_last
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
         self.mixing = BatchMixing.from_config(cfg)  # None unless train.mixup or train.cutmix
+        self.epoch_sizes = epoch_sizes(cfg, pre.image_size)  # None unless train.progressive_size
         # Logit adjustment (Menon et al., ICLR 2021): the loss sees logits + tau * log(prior), so the
         # network's own logits learn the class-balanced posterior; predictions use them unadjusted.
         bias = None
@@ -97,23 +99,26 @@ class Classifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
         inputs = self.model_input(images)
+        if self.epoch_sizes is not None:  # progressive resizing: this epoch's training size
+            inputs = shrink(inputs, self.epoch_sizes[min(self.current_epoch, len(self.epoch_sizes) - 1)])
         mixed = self.mixing(inputs) if self.mixing is not None else None
         if mixed is None:
             logits = self.model(inputs)
-            loss = self._loss(logits, targets)
-            correct = (logits.argmax(1) == targets).float()
-        else:  # both labels, in the shares of the images (lesionlens.training.mixing)
-            if self.channels_last and mixed.inputs.dim() == 4:
-                inputs = mixed.inputs.contiguous(memory_format=torch.channels_last)
-            else:
-                inputs = mixed.inputs
-            logits = self.model(inputs)
-            partners = targets[mixed.partners]
-            loss = mixed.lam * self._loss(logits, targets) + (1.0 - mixed.lam) * self._loss(logits, partners)
-            predicted = logits.argmax(1)
-            correct = mixed.lam * (predicted == targets).float() + (1.0 - mixed.lam) * (predicted == partners).float()
+            loss, correct = self._loss(logits, targets), (logits.argmax(1) == targets).float()
+        else:
+            loss, correct = self._mixed_loss(mixed, targets)
         self.log("train_accuracy", correct.mean(), on_epoch=True, batch_size=len(targets), sync_dist=True)
         return self.step_loss(loss, len(targets))
+
+    def _mixed_loss(self, mixed: MixedBatch, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A mixed batch's loss, both labels in the shares of the images (lesionlens.training.mixing),
+        and each image's accuracy counted the same way."""
+        logits = self.model(mixed.inputs)
+        partners = targets[mixed.partners]
+        loss = mixed.lam * self._loss(logits, targets) + (1.0 - mixed.lam) * self._loss(logits, partners)
+        predicted = logits.argmax(1)
+        correct = mixed.lam * (predicted == targets).float() + (1.0 - mixed.lam) * (predicted == partners).float()
+        return loss, correct
 
     def step_loss(self, loss: torch.Tensor, n: int) -> torch.Tensor:
         """Log and count a training batch's data loss (of ``n`` images); what to minimise is that loss

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from lesionlens.config import ConfigError, RunConfig
 from lesionlens.training.mixing import check_mixing
+from lesionlens.training.progressive import check_progressive
 
 
 def check_task(cfg: RunConfig) -> None:
     """Refuse what the run's task cannot do; each task's own check may also settle a setting the
     task decides (the monitored metric of segmentation and regression), and says so."""
     check_mixing(cfg.train, cfg.train.task)
+    check_progressive(cfg.train, cfg.train.task)
     if cfg.train.task == "regression":
         from lesionlens.training.regress_fit import check_regression
 

@@ -34,6 +34,7 @@ from lesionlens.data.volume_transforms import VolumeAugment
 from lesionlens.data.volumes import VolumePreprocessing
 from lesionlens.training.mixing import check_mixing
 from lesionlens.training.module import Classifier
+from lesionlens.training.progressive import check_progressive
 from lesionlens.training.regress_module import Regressor
 from lesionlens.training.segment_module import Segmenter
 
@@ -102,6 +103,7 @@ def check_volume_run(cfg: RunConfig) -> str:
         raise ConfigError(f"--task {cfg.train.task}: {spec.name} is a {task} model; choose "
                           f"{'unet3d' if cfg.train.task == 'segmentation' else 'a 3D classifier'}")
     check_mixing(cfg.train, task)
+    check_progressive(cfg.train, task, volumes=True)
     if cfg.model.pretrained:
         raise ConfigError(f"{spec.name} has no pretrained weights: train it from scratch (--no-pretrained)")
     if cfg.train.strategy not in VOLUME_STRATEGIES:
