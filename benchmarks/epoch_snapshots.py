@@ -4,7 +4,8 @@ mean probabilities of the last K epochs' snapshots. Paired: every row comes from
 path, so the differences are not seed noise.
 
     lesionlens train ... --ema-decay 0.998 --keep-epochs --out runs/x     # or train.keep_epochs in a config
-    .venv/bin/python benchmarks/epoch_snapshots.py runs/x --data ../shared/data/ham10000 [--tta d4] [--last 3 5]
+    .venv/bin/python benchmarks/epoch_snapshots.py runs/x --data ../shared/data/ham10000 [--tta d4] [--last 3 5] \
+        [--from-epoch 11] [--save runs/x-epochs.npz]
 
 Balanced accuracy and macro AUC of the plain softmax (the argmax decision that the training log's
 ``val_balanced_accuracy`` also uses; the bundle's fitted rule is fitted on one set of weights only).
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--tta", default="none", help="test-time augmentation of every row (default none)")
     parser.add_argument("--last", type=int, nargs="+", default=[3, 5], help="snapshot ensembles of the last K epochs")
     parser.add_argument("--from-epoch", type=int, default=1, help="score epochs from this one (log numbering, from 1)")
+    parser.add_argument("--save", type=Path, help="also write every scored epoch's probabilities, the image ids "
+                                                  "and the labels to this .npz, for ensembles across runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -68,6 +71,7 @@ def main() -> None:
     model = load_classifier(card)
 
     probs: dict[str, list[np.ndarray]] = {}
+    scored: list[int] = []  # the epochs in probs' lists
     print(f"{card.name}: {card.architecture} at {card.preprocessing.image_size}px, {what} ({len(rows)} images), "
           f"TTA {args.tta}\n")
     print(f"{'epoch':>5}{'logged bal. acc.':>18}{'raw bal. acc.':>15}{'raw AUC':>9}{'EMA bal. acc.':>15}"
@@ -78,6 +82,7 @@ def main() -> None:
         if epoch < args.from_epoch:
             continue
         started = time.perf_counter()
+        scored.append(epoch)
         cells = {}
         for kind, state in weights_of(checkpoint).items():
             model.load_state_dict(state, strict=True)
@@ -89,6 +94,10 @@ def main() -> None:
         raw, ema = cells["raw"], cells.get("ema", (float("nan"), float("nan")))
         print(f"{epoch:>5}{logged_score:>18.3f}{raw[0]:>15.3f}{raw[1]:>9.3f}{ema[0]:>15.3f}{ema[1]:>9.3f}"
               f"{time.perf_counter() - started:>9.0f}")
+    if args.save:
+        arrays = {f"{kind}_epoch{epoch}": p for kind, ps in probs.items() for epoch, p in zip(scored, ps)}
+        np.savez_compressed(args.save, image_id=data.table.frame.iloc[rows]["image_id"].astype(str).to_numpy(),
+                            label=y, classes=np.array(card.classes), **arrays)
     print(f"\n{'snapshot ensemble (mean probabilities)':<44}{'bal. acc.':>10}{'macro AUC':>10}")
     for k in args.last:
         for kind, ps in probs.items():
