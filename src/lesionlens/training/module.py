@@ -42,7 +42,9 @@ class Classifier(L.LightningModule):
         self.channels_last = cfg.channels_last
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
         self.mixing = BatchMixing.from_config(cfg)  # None unless train.mixup or train.cutmix
-        self.epoch_sizes = epoch_sizes(cfg, pre.image_size)  # None unless train.progressive_size
+        # progressive resizing's size per epoch; 2D classification only (check_progressive refuses volumes,
+        # whose preprocessing has no single image size)
+        self.epoch_sizes = epoch_sizes(cfg, pre.image_size) if cfg.progressive_size is not None else None
         # Logit adjustment (Menon et al., ICLR 2021): the loss sees logits + tau * log(prior), so the
         # network's own logits learn the class-balanced posterior; predictions use them unadjusted.
         bias = None
