@@ -161,6 +161,19 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(trained, tmp
     assert last["epoch"] == 2
 
 
+def test_a_run_cut_short_by_its_time_limit_says_so(trained, tmp_path):
+    """Lightning's timer stops inside an epoch and still counts that epoch; the card and the summary
+    must say the run was cut short, and a run that finished must not."""
+    from lesionlens.training.summary import run_line
+
+    root, _, finished = trained
+    result = train(_cfg(root, epochs=3, max_minutes=1e-6), tmp_path / "cut", progress=False)
+    assert result.card.training.stopped_by_time and result.card.training.epochs_run < 3
+    assert "cut short by the time limit (train.max_minutes 1e-06)" in run_line(result)
+    assert json.loads((tmp_path / "cut" / "card.json").read_text())["training"]["stopped_by_time"] is True
+    assert not finished.card.training.stopped_by_time and "cut short" not in run_line(finished)
+
+
 def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tmp_path):
     """The ISIC challenge protocol: fit on training + validation images. No epoch can be chosen on
     images the model was trained on, so the last one is kept (in this seeded lr-0 run the best

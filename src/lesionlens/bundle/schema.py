@@ -45,6 +45,7 @@ class TrainingInfo:
     best_epoch: int | None = None  # counted from 1; the last epoch with data.train_on_val
     best_score: float | None = None
     stopped_early: bool = False
+    stopped_by_time: bool = False  # train.max_minutes ended training before the last epoch's last step
     train_images_per_s: float | None = None
 
 

@@ -66,12 +66,16 @@ def fit_module(cfg: RunConfig, out: Path, module: Classifier, train_loader: Data
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     history = epoch_table(out / "logs")
     kept = int(history.index[-1]) if cfg.data.train_on_val else best_epoch(history, cfg.train.monitor)
+    stopped_early = bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch)
     run = {
         "epochs_run": int(trainer.current_epoch),
         "best_epoch": kept,
         "best_score": (float(checkpoint.best_model_score)
                        if checkpoint.best_model_score is not None and not cfg.data.train_on_val else None),
-        "stopped_early": bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch),
+        "stopped_early": stopped_early,
+        # Lightning's timer stops inside an epoch and still counts it: say that it was cut short
+        "stopped_by_time": bool(cfg.train.max_minutes) and not stopped_early
+        and trainer.global_step < cfg.train.epochs * len(train_loader),
         "train_images_per_s": median_of(history, "train_images_per_s"),
     }
     return module.model.cpu().eval(), run
