@@ -47,9 +47,13 @@ def run_line(result: TrainResult) -> str:
     kept = (f"last epoch kept ({t.best_epoch}); the validation images were trained on too, so the figures "
             f"below are not held out" if card.validation.seen_in_training
             else f"best epoch {t.best_epoch} by {t.monitor}")
-    cut = (f", the last cut short by the time limit (train.max_minutes {t.config['train']['max_minutes']:g})"
-           if t.stopped_by_time else "")
-    return (f"  strategy {t.strategy}: trained {t.epochs_run} epochs in {t.fit_time_s / 60:.1f} min{cut} "
+    planned = t.config["train"]
+    epochs = f"{t.epochs_run} of {planned['epochs']} epochs" if t.stopped_early else f"{t.epochs_run} epochs"
+    cut = (f", the last cut short by the time limit (train.max_minutes {planned['max_minutes']:g})"
+           if t.stopped_by_time else
+           f", stopped early: {planned['patience']} epoch(s) without a better {t.monitor} (train.patience)"
+           if t.stopped_early else "")
+    return (f"  strategy {t.strategy}: trained {epochs} in {t.fit_time_s / 60:.1f} min{cut} "
             f"({t.train_images_per_s} images/s{expected}); {kept}")
 
 
