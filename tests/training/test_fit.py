@@ -175,8 +175,9 @@ def test_a_run_cut_short_by_its_time_limit_says_so(trained, tmp_path):
 
 
 def test_an_early_stopped_run_says_so(trained, tmp_path):
-    """With a zero learning rate the validation accuracy stops improving by the third epoch (see the
-    test above), so patience 1 ends a 5-epoch run early; the summary must say why it trained fewer."""
+    """With a zero learning rate the validation accuracy stops improving by the third epoch (see
+    test_last_checkpoint_is_the_last_epoch_even_without_improvement), so patience 1 ends a 5-epoch
+    run early; the summary must say why it trained fewer."""
     from lesionlens.training.summary import run_line
 
     root, _, finished = trained
@@ -184,15 +185,16 @@ def test_an_early_stopped_run_says_so(trained, tmp_path):
                    progress=False)
     t = result.card.training
     assert t.stopped_early and not t.stopped_by_time and t.epochs_run < 5
-    assert (f"trained {t.epochs_run} of 5 epochs in {t.fit_time_s / 60:.1f} min, stopped early: 1 epoch(s) without a better val_accuracy "
-            f"(train.patience)") in run_line(result)
+    assert (f"trained {t.epochs_run} of 5 epochs in {t.fit_time_s / 60:.1f} min, stopped early: "
+            f"1 epoch(s) without a better val_accuracy (train.patience)") in run_line(result)
     assert not finished.card.training.stopped_early and "stopped early" not in run_line(finished)
 
 
 def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tmp_path):
     """The ISIC challenge protocol: fit on training + validation images. No epoch can be chosen on
     images the model was trained on, so the last one is kept (in this seeded lr-0 run the best
-    validation accuracy is an earlier epoch's, see the test above), and the card says the
+    validation accuracy is an earlier epoch's, see
+    test_last_checkpoint_is_the_last_epoch_even_without_improvement), and the card says the
     validation figures are not held out."""
     root, _, _ = trained
     out = tmp_path / "all"
