@@ -7,6 +7,7 @@ targets, seed by seed, in one printed table.
     .venv/bin/python benchmarks/cpu_recipe.py --config configs/cpu_recipe_2h.yaml --isic-epochs 33 \\
         --seeds 0 1 2 --out runs/cpu-recipe-2h                   # the 2-hour recipe, 3 seeds (6 x 2 h)
     .venv/bin/python benchmarks/cpu_recipe.py --ham-bundle runs/a runs/b runs/c --skip-isic-protocol
+    .venv/bin/python benchmarks/cpu_recipe.py --isic-bundle runs/isic-a runs/isic-b --skip-ham
 
 1. HAM10000: the recipe trained on the seeded, lesion-grouped, stratified 80/20 split; its validation
    balanced accuracy (target >= 0.75; the 2-hour recipe >= 0.82) with the 95% stratified-bootstrap
@@ -78,6 +79,8 @@ def main() -> None:
     parser.add_argument("--tta", default="d4", help="the recipe's test-time augmentation (default d4)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--skip-isic-protocol", action="store_true")
+    parser.add_argument("--skip-ham", action="store_true",
+                        help="neither train nor score HAM10000 runs (with --isic-bundle: report those alone)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -86,7 +89,11 @@ def main() -> None:
     def out(name: str, seed: int) -> Path:
         return args.out / (name if args.seeds == [0] else f"{name}-seed{seed}")
 
-    ham_bundles = args.ham_bundle or [trained(args.config, ham, weights, out("ham10000", s),
+    if args.skip_ham and args.skip_isic_protocol:
+        parser.error("--skip-ham with --skip-isic-protocol leaves nothing to do")
+    if args.skip_ham and args.ham_bundle:
+        parser.error("--skip-ham with --ham-bundle: drop one of them")
+    ham_bundles = [] if args.skip_ham else args.ham_bundle or [trained(args.config, ham, weights, out("ham10000", s),
                                               **{"train.seed": s, "data.split_seed": 0}) for s in args.seeds]
     lines, rows = [], []  # rows: (run, what, intervals, key of the SK AUC or None, seconds)
     for ham_bundle in ham_bundles:
@@ -140,7 +147,7 @@ def main() -> None:
               f"{'n/a' if mel is None else f'{mel.estimate:.3f} [{mel.low:.3f}, {mel.high:.3f}]':>25}"
               f"{'n/a' if sk is None else f'{sk.estimate:.3f} [{sk.low:.3f}, {sk.high:.3f}]':>25}"
               f"{'' if mean is None else f'{mean:.3f}':>13}{seconds:>10.0f}")
-    if max(len(f["balanced accuracy"]) for f in by_row.values()) > 1:
+    if by_row and max(len(f["balanced accuracy"]) for f in by_row.values()) > 1:
         print(f"\nOver the seeds (mean, sample standard deviation, range):\n{'evaluation':<44}{'figure':>20}"
               f"{'runs':>6}{'mean':>8}{'sd':>8}{'min':>8}{'max':>8}")
         for name, figures in by_row.items():
