@@ -16,6 +16,7 @@ import yaml
 from lesionlens.bundle.card import BundleError, read_card
 from lesionlens.inference import Predictor
 from lesionlens.models.registry import create_model
+from lesionlens.training import curves
 from lesionlens.training.curves import epoch_table
 from lesionlens.training.fit import train
 
@@ -190,7 +191,7 @@ def test_an_early_stopped_run_says_so(trained, tmp_path):
     assert not finished.card.training.stopped_early and "stopped early" not in run_line(finished)
 
 
-def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tmp_path):
+def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tmp_path, monkeypatch):
     """The ISIC challenge protocol: fit on training + validation images. No epoch can be chosen on
     images the model was trained on, so the last one is kept (in this seeded lr-0 run the best
     validation accuracy is an earlier epoch's, see
@@ -200,7 +201,16 @@ def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tm
     out = tmp_path / "all"
     cfg = _cfg(root, epochs=3, lr=0.0, monitor="val_accuracy")
     cfg.data.train_on_val = True
+    drawn = []  # every drawing of learning_curves.png, during and after the run, labels val as trained on
+    figure = curves.learning_curves_figure
+
+    def spy(df, monitor=None, title="", val_trained_on=False):
+        drawn.append(val_trained_on)
+        return figure(df, monitor, title, val_trained_on)
+
+    monkeypatch.setattr(curves, "learning_curves_figure", spy)
     result = train(cfg, out, progress=False)
+    assert len(drawn) >= 3 and all(v is True for v in drawn), drawn
     split = pd.read_csv(out / "split.csv")
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 3 * (len(split) // 8)  # every image, train and val, in each epoch

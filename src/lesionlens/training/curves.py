@@ -46,23 +46,45 @@ def epoch_table(log_dir: Path) -> pd.DataFrame:
     return per_epoch
 
 
-def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, title: str = "") -> Path | None:
+def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, title: str = "",
+                         val_trained_on: bool = False) -> Path | None:
+    """The run's curves (``learning_curves_figure``) drawn to ``path``; None before the first epoch."""
     df = epoch_table(log_dir)
     if df.empty:
         return None
+    fig = learning_curves_figure(df, monitor, title, val_trained_on)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def learning_curves_figure(df: pd.DataFrame, monitor: str | None = None, title: str = "",
+                           val_trained_on: bool = False) -> plt.Figure:
+    """Loss, scores and learning rate per epoch of ``epoch_table``. With ``val_trained_on``
+    (``data.train_on_val``) the validation curves are labelled as fitted images, the loss panel does
+    not offer them as an over-fitting check, and the marked epoch is the last (the one kept), not the
+    best."""
+    seen = " (trained on)" if val_trained_on else ""
+
+    def label(col: str) -> str:
+        return col.replace("_", " ") + (seen if col.startswith("val_") else "")
+
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     ax = axes[0]
     for col, style in (("train_loss", "-o"), ("val_loss", "-s")):
         if col in df:
-            ax.plot(df.index, df[col], style, label=col.replace("_", " "), ms=4)
-    ax.set(xlabel="epoch", ylabel="loss", title="loss (a widening gap = over-fitting)")
+            ax.plot(df.index, df[col], style, label=label(col), ms=4)
+    ax.set(xlabel="epoch", ylabel="loss", title="loss (validation images trained on too: no over-fitting check)"
+           if val_trained_on else "loss (a widening gap = over-fitting)")
     ax.legend()
     ax = axes[1]
     for col in ("train_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_auc", "val_jaccard", "val_dice",
                 "val_r2"):
         if col in df:
-            ax.plot(df.index, df[col], "-o", label=col.replace("_", " "), ms=4)
-    if monitor in df and df[monitor].notna().any():
+            ax.plot(df.index, df[col], "-o", label=label(col), ms=4)
+    if val_trained_on:
+        ax.axvline(df.index[-1], color="grey", ls="--", lw=1, label=f"kept: the last epoch ({df.index[-1]})")
+    elif monitor in df and df[monitor].notna().any():
         best = df[monitor].idxmin() if MONITOR_MODE[monitor] == "min" else df[monitor].idxmax()
         ax.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch ({best})")
     ax.set(xlabel="epoch", ylabel="score", ylim=(0, 1.02), title="scores")
@@ -79,23 +101,21 @@ def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, 
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
 class LearningCurves(L.Callback):
     """Redraws the curves at the start of every epoch, so a long run can be watched as it goes."""
 
-    def __init__(self, log_dir: Path, path: Path, monitor: str):
-        self.log_dir, self.path, self.monitor = log_dir, path, monitor
+    def __init__(self, log_dir: Path, path: Path, monitor: str, val_trained_on: bool = False):
+        self.log_dir, self.path, self.monitor, self.val_trained_on = log_dir, path, monitor, val_trained_on
 
     def _draw(self, trainer: L.Trainer) -> None:
         if not trainer.is_global_zero:  # process 0 writes the run's files
             return
         for logger in trainer.loggers:
             logger.save()
-        plot_learning_curves(self.log_dir, self.path, self.monitor)
+        plot_learning_curves(self.log_dir, self.path, self.monitor, val_trained_on=self.val_trained_on)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch > 0:

@@ -248,7 +248,8 @@ def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True
     files = {"split": SPLIT_FILE}
     if fitted is None:
         plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor,
-                             title=f"{cfg.model.name}, {pre.image_size}px, {cfg.train.optimizer} + {cfg.train.schedule}")
+                             title=f"{cfg.model.name}, {pre.image_size}px, {cfg.train.optimizer} + {cfg.train.schedule}",
+                             val_trained_on=cfg.data.train_on_val)
         files["learning_curves"] = "learning_curves.png"
     m = written.metrics
     card = write_card(

@@ -96,7 +96,8 @@ def build_trainer(cfg: RunConfig, out: Path, steps_per_epoch: int, resume: bool,
     callbacks = [checkpoint, every_epoch]
     if cfg.train.keep_epochs:
         callbacks.append(KeepEveryEpoch(out / "checkpoints"))
-    callbacks += [LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor)]
+    callbacks += [LearningCurves(out / "logs", out / "learning_curves.png", cfg.train.monitor,
+                                 val_trained_on=cfg.data.train_on_val)]
     if plan is not None:
         callbacks.append(GradualUnfreezing(plan))
     if progress:

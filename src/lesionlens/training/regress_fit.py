@@ -168,7 +168,8 @@ def train_regression(cfg: RunConfig, out: Path, resume: bool = False, progress: 
     written = write_regression_report(evaluation, out / "regression")
     files = {"split": SPLIT_FILE, **{f"regression_{k}": str(p.relative_to(out)) for k, p in written.items()}}
     if plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor,
-                            title=f"{cfg.model.name}, {pre.image_size}px, {cfg.regression.loss} loss"):
+                            title=f"{cfg.model.name}, {pre.image_size}px, {cfg.regression.loss} loss",
+                            val_trained_on=cfg.data.train_on_val):
         files["learning_curves"] = "learning_curves.png"
     card = write_card(
         out, task="regression",

@@ -162,7 +162,8 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
     segmentation = evaluate_masks(model, data, masks, val_rows, pre, cfg, out / "segmentation")
     files = {"split": SPLIT_FILE, **segmentation["files"]}
     title = f"U-Net on {cfg.model.name}, {pre.image_size}px, {cfg.segment.loss}"
-    if plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor, title=title):
+    if plot_learning_curves(out / "logs", out / "learning_curves.png", cfg.train.monitor, title=title,
+                            val_trained_on=cfg.data.train_on_val):
         files["learning_curves"] = "learning_curves.png"
     validation = ValidationInfo(len(val_rows), None, None, None, seen_in_training=cfg.data.train_on_val)
     calibration, operating_points, written = None, {}, None
