@@ -33,6 +33,27 @@ def test_every_field_read_outside_training_has_a_typed_accessor(bundle_copy):
     assert card.version.endswith(card.weights.sha256[:12])
 
 
+def test_the_kept_epoch_is_named_with_the_rule_that_chose_it(bundle_copy):
+    """The summary, the HTML report and the card all say which epoch's weights a bundle holds: the
+    best by the monitored score, or, where the validation images were trained on, the last."""
+    t = read_card(bundle_copy).training
+    assert t.best_epoch in (1, 2) and t.monitor == "val_balanced_accuracy"
+    assert read_card(bundle_copy).kept_epoch == f"best epoch {t.best_epoch} by val_balanced_accuracy"
+
+    def trained_on_val(card):
+        card["validation"]["seen_in_training"] = True
+
+    _edit(bundle_copy, trained_on_val)
+    assert read_card(bundle_copy).kept_epoch == (f"last epoch kept ({t.best_epoch}); the validation images were "
+                                                 "trained on too")
+
+    def features(card):
+        card["training"] |= {"strategy": "features", "best_epoch": None, "epochs_run": 0}
+
+    _edit(bundle_copy, features)
+    assert read_card(bundle_copy).kept_epoch == "no epoch chosen (strategy features)"
+
+
 def test_a_format_1_card_still_loads(bundle_copy):
     def to_format_1(card):
         card["format"] = "lesionlens-bundle/1"

@@ -125,6 +125,8 @@ def test_evaluate_report_is_complete(two_bundles, tmp_path):
         assert f'id="a-{section}"' in html, section
     assert "http://" not in html and "https://" not in html  # self-contained: nothing to fetch
     assert len(re.findall(r'src="data:image/(?:png|jpeg);base64,', html)) == 7  # every figure, learning curves included
+    training = read_card(a).training
+    assert f"best epoch {training.best_epoch} by {training.monitor}</dd>" in html
 
 
 def test_report_compares_bundles_on_the_same_images(two_bundles, tmp_path):

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lesionlens.training.curves import learning_curves_figure
+from lesionlens.training.curves import best_epoch, kept_epoch, learning_curves_figure
 
 
 def _history() -> pd.DataFrame:
@@ -32,3 +32,15 @@ def test_a_run_trained_on_its_validation_images_says_so_and_marks_the_last_epoch
     assert "no over-fitting check" in loss.get_title()
     assert _labels(loss) == ["train loss", "val loss (trained on)"]
     assert _labels(scores) == ["val balanced accuracy (trained on)", "kept: the last epoch (3)"]
+
+
+def test_the_kept_epoch_is_the_best_by_the_monitor_or_the_last_when_validation_was_trained_on():
+    history = _history()
+    assert best_epoch(history, "val_balanced_accuracy") == 2  # higher is better
+    assert best_epoch(history, "val_loss") == 2 and best_epoch(history.iloc[:1], "val_loss") == 1  # lower is better
+    assert kept_epoch(history, "val_balanced_accuracy", train_on_val=False) == 2
+    assert kept_epoch(history, "val_balanced_accuracy", train_on_val=True) == 3
+    assert best_epoch(history, "val_macro_auc") is None  # never logged
+    history["val_macro_auc"] = float("nan")
+    assert best_epoch(history, "val_macro_auc") is None  # logged, never computed
+    assert kept_epoch(history.iloc[:0], "val_loss", train_on_val=True) is None  # before the first epoch

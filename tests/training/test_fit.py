@@ -218,6 +218,8 @@ def test_train_on_val_trains_on_every_image_and_keeps_the_last_epoch(trained, tm
     reloaded = Predictor(out).model.state_dict()
     assert all(torch.equal(reloaded[k], kept[k]) for k in reloaded)
     assert result.card.data["training"]["best_epoch"] == 3  # epochs count from 1, as in the log
+    assert result.card.training.best_score is None  # no score is claimed on images it trained on
+    assert result.card.kept_epoch == "last epoch kept (3); the validation images were trained on too"
     assert result.card.data["validation"]["seen_in_training"] is True
     # its thresholds were chosen on images it trained on: unvalidated, no sensitivity quoted
     points = result.card.operating_points

@@ -126,6 +126,17 @@ class Card:
         too where the run had ``data.train_on_val`` (then nothing in the split is held out)."""
         return ("train", "val") if self.validation.seen_in_training else ("train",)
 
+    @property
+    def kept_epoch(self) -> str:
+        """Which epoch's weights the bundle holds, in words: the best by the monitored score, or the
+        last where the validation images were trained on too (no epoch is chosen on them)."""
+        t = self.training
+        if t.best_epoch is None:
+            return f"no epoch chosen (strategy {t.strategy})" if t.strategy == "features" else "no epoch recorded"
+        if self.validation.seen_in_training:
+            return f"last epoch kept ({t.best_epoch}); the validation images were trained on too"
+        return f"best epoch {t.best_epoch} by {t.monitor}"
+
     def training_rows(self) -> list[SplitRow]:
         """The ``split.csv`` rows of the images the model trained on (``trained_partitions``);
         empty for a bundle without a split file."""

@@ -1,4 +1,5 @@
-"""Learning curves from the per-epoch CSV log: loss, scores and learning rate against epochs."""
+"""A run's per-epoch record from its CSV log: the epoch table, which epoch the run keeps, and the
+learning curves (loss, scores and learning rate against epochs)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,23 @@ def epoch_table(log_dir: Path) -> pd.DataFrame:
     return per_epoch
 
 
+def best_epoch(history: pd.DataFrame, monitor: str) -> int | None:
+    """The epoch (counted from 1) with the best ``monitor`` in ``epoch_table``; None where it was never logged."""
+    if monitor not in history or history[monitor].isna().all():
+        return None
+    return int(history[monitor].idxmin() if MONITOR_MODE[monitor] == "min" else history[monitor].idxmax())
+
+
+def kept_epoch(history: pd.DataFrame, monitor: str | None, train_on_val: bool) -> int | None:
+    """The epoch whose weights a run keeps: the last with ``data.train_on_val`` (the validation
+    images were trained on, so no epoch is chosen on them), else the best by ``monitor``."""
+    if history.empty:
+        return None
+    if train_on_val:
+        return int(history.index[-1])
+    return best_epoch(history, monitor) if monitor else None
+
+
 def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, title: str = "",
                          val_trained_on: bool = False) -> Path | None:
     """The run's curves (``learning_curves_figure``) drawn to ``path``; None before the first epoch."""
@@ -82,11 +100,10 @@ def learning_curves_figure(df: pd.DataFrame, monitor: str | None = None, title: 
                 "val_r2"):
         if col in df:
             ax.plot(df.index, df[col], "-o", label=label(col), ms=4)
-    if val_trained_on:
-        ax.axvline(df.index[-1], color="grey", ls="--", lw=1, label=f"kept: the last epoch ({df.index[-1]})")
-    elif monitor in df and df[monitor].notna().any():
-        best = df[monitor].idxmin() if MONITOR_MODE[monitor] == "min" else df[monitor].idxmax()
-        ax.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch ({best})")
+    kept = kept_epoch(df, monitor, val_trained_on)
+    if kept is not None:
+        ax.axvline(kept, color="grey", ls="--", lw=1,
+                   label=f"kept: the last epoch ({kept})" if val_trained_on else f"best epoch ({kept})")
     ax.set(xlabel="epoch", ylabel="score", ylim=(0, 1.02), title="scores")
     ax.legend(fontsize=8, loc="lower right")
     ax = axes[2]

@@ -153,7 +153,8 @@ def trained(out: Path, cfg: RunConfig | None = None, progress: bool = True) -> P
 
 
 def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> TrainResult | None:
-    """Train, keep the best epoch by ``cfg.train.monitor`` and write the bundle to ``out``. In a
+    """Train, keep the best epoch by ``cfg.train.monitor`` (the last with ``data.train_on_val``:
+    ``curves.kept_epoch``) and write the bundle to ``out``. In a
     multi-process run (``train.devices`` x ``train.num_nodes`` > 1) every process calls it; process 0
     writes the bundle and gets the result, the others get None."""
     out = Path(out)

@@ -1,5 +1,5 @@
 """The gradient-training loop on Lightning: loaders, the Trainer and its callbacks, and the fit that
-returns the best epoch's network.
+returns the kept epoch's network.
 
     cached uint8 images -> loaders (augmentation, optional balanced sampler) -> Classifier
         -> Trainer (best and last checkpoints, CSV / TensorBoard logs, learning curves,
@@ -26,7 +26,7 @@ from lesionlens.data.images import Preprocessing
 from lesionlens.data.load import PreparedData
 from lesionlens.data.transforms import train_transform
 from lesionlens.training.averaging import ExponentialAveraging
-from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume
+from lesionlens.training.curves import LearningCurves, epoch_table, keep_log_for_resume, kept_epoch
 from lesionlens.training.distributed import World, trainer_settings
 from lesionlens.training.module import MONITOR_MODE, Classifier
 from lesionlens.training.progress import EpochReport
@@ -37,7 +37,7 @@ from lesionlens.training.strategies import FreezePlan, GradualUnfreezing
 def fit_network(cfg: RunConfig, out: Path, model: torch.nn.Module, plan: FreezePlan, pre: Preprocessing,
                 data: PreparedData, targets: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
                 resume: bool, progress: bool, world: World) -> tuple[torch.nn.Module, dict] | None:
-    """Gradient training on Lightning; returns the best epoch's model and what the card says of the run
+    """Gradient training on Lightning; returns the kept epoch's model and what the card says of the run
     (in process 0; the other processes of a multi-process run get None once training is done)."""
     classes = data.table.classes
     if cfg.train.channels_last:
@@ -61,17 +61,11 @@ def fit_module(cfg: RunConfig, out: Path, module: Classifier, train_loader: Data
     if not trainer.is_global_zero:
         return None
 
-    # With data.train_on_val the validation images are training images: no epoch is chosen on them.
-    best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     history = epoch_table(out / "logs")
-    kept = int(history.index[-1]) if cfg.data.train_on_val else best_epoch(history, cfg.train.monitor)
+    run = load_kept(cfg, module, checkpoint, last_ckpt, history)
     stopped_early = bool(trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch)
-    run = {
+    run |= {
         "epochs_run": int(trainer.current_epoch),
-        "best_epoch": kept,
-        "best_score": (float(checkpoint.best_model_score)
-                       if checkpoint.best_model_score is not None and not cfg.data.train_on_val else None),
         "stopped_early": stopped_early,
         # Lightning's timer stops inside an epoch and still counts it: say that it was cut short
         "stopped_by_time": bool(cfg.train.max_minutes) and not stopped_early
@@ -170,10 +164,18 @@ def sharded_loaders(cfg: RunConfig, train_ds, val_ds, sampler, val_batch: int,
     return train_loader, val_loader
 
 
-def best_epoch(history, monitor: str) -> int | None:
-    if monitor not in history or history[monitor].isna().all():
-        return None
-    return int(history[monitor].idxmin() if MONITOR_MODE[monitor] == "min" else history[monitor].idxmax())
+def load_kept(cfg: RunConfig, module: L.LightningModule, checkpoint: ModelCheckpoint, last_ckpt: Path,
+              history) -> dict:
+    """Load the kept epoch's weights into ``module`` and return the card's ``best_epoch`` and
+    ``best_score`` for them. The kept epoch is the best by ``train.monitor``; with
+    ``data.train_on_val`` the validation images are training images, so no epoch is chosen on them:
+    the last is kept and no score is claimed for it (``curves.kept_epoch``)."""
+    held_out = not cfg.data.train_on_val
+    path = (checkpoint.best_model_path or str(last_ckpt)) if held_out else str(last_ckpt)
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    score = checkpoint.best_model_score if held_out else None
+    return {"best_epoch": kept_epoch(history, cfg.train.monitor, cfg.data.train_on_val),
+            "best_score": float(score) if score is not None else None}
 
 
 def median_of(history, column: str) -> float | None:

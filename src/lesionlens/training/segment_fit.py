@@ -103,17 +103,17 @@ def build_pair_loaders(cfg: RunConfig, data: PreparedData, masks: np.ndarray, ta
 
 def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
                        world: World = World(0, 1)):
-    """Train (``cfg.train.task`` segmentation or multitask), keep the best epoch, write the bundle
-    (process 0 of a multi-process run; the others return None). Called by
-    :func:`lesionlens.training.fit.train`, which has checked the strategy."""
+    """Train (``cfg.train.task`` segmentation or multitask), keep the best epoch (the last with
+    ``data.train_on_val``), write the bundle (process 0 of a multi-process run; the others return
+    None). Called by :func:`lesionlens.training.fit.train`, which has checked the strategy."""
     import lightning as L
 
     from lesionlens.evaluation.calibrate import fit_rule
     from lesionlens.evaluation.evaluate import evaluate_model
     from lesionlens.evaluation.files import write_evaluation
-    from lesionlens.training.fit import TrainResult, resolve_preprocessing, split_rows
-    from lesionlens.training.loop import best_epoch, build_trainer, distinct_draws, median_of
     from lesionlens.training.curves import epoch_table
+    from lesionlens.training.fit import TrainResult, resolve_preprocessing, split_rows
+    from lesionlens.training.loop import build_trainer, distinct_draws, load_kept, median_of
     from lesionlens.training.segment_module import Segmenter
 
     started = time.perf_counter()
@@ -153,11 +153,10 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
     fit_seconds = time.perf_counter() - fit_started
     if not trainer.is_global_zero:
         return None
-    best = str(last_ckpt) if cfg.data.train_on_val else (checkpoint.best_model_path or str(last_ckpt))
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    history = epoch_table(out / "logs")
+    kept = load_kept(cfg, module, checkpoint, last_ckpt, history)
     model = module.model.cpu().eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
-    history = epoch_table(out / "logs")
 
     segmentation = evaluate_masks(model, data, masks, val_rows, pre, cfg, out / "segmentation")
     files = {"split": SPLIT_FILE, **segmentation["files"]}
@@ -177,7 +176,6 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
                                     m["macro_auc_grade"], m["per_class"], m["binary"], cfg.data.train_on_val)
         calibration, operating_points = rule.calibration, rule.operating_points
         files |= {name: str(p.relative_to(out)) for name, p in written.files.items()}
-    kept = int(history.index[-1]) if cfg.data.train_on_val else best_epoch(history, cfg.train.monitor)
     card = write_card(
         out, task=cfg.train.task,
         model=ModelInfo(f"{cfg.model.name}", len(classes), "linear", cfg.model.drop_rate, cfg.model.pretrained,
@@ -187,8 +185,7 @@ def train_segmentation(cfg: RunConfig, out: Path, resume: bool = False, progress
             config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
             fit_time_s=round(fit_seconds, 1), total_time_s=round(time.perf_counter() - started, 1),
             device=device_description(),
-            epochs_run=int(trainer.current_epoch), best_epoch=kept,
-            best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+            epochs_run=int(trainer.current_epoch), **kept,
             train_images_per_s=median_of(history, "train_images_per_s")),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
                          SPLIT_FILE, cfg.split_seed(), len(table.issues), leakage.record(cfg.data.allow_leakage)),

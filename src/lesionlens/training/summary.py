@@ -44,9 +44,7 @@ def run_line(result: TrainResult) -> str:
     if t.strategy == "features":
         return (f"  strategy features: {card.model.features_classifier['kind']} fitted on frozen "
                 f"embeddings in {t.fit_time_s:.0f} s ({t.train_images_per_s} images/s){expected}")
-    kept = (f"last epoch kept ({t.best_epoch}); the validation images were trained on too, so the figures "
-            f"below are not held out" if card.validation.seen_in_training
-            else f"best epoch {t.best_epoch} by {t.monitor}")
+    kept = card.kept_epoch + (", so the figures below are not held out" if card.validation.seen_in_training else "")
     planned = t.config["train"]
     epochs = f"{t.epochs_run} of {planned['epochs']} epochs" if t.stopped_early else f"{t.epochs_run} epochs"
     cut = (f", the last cut short by the time limit (train.max_minutes {planned['max_minutes']:g})"
@@ -95,7 +93,7 @@ def volume_summary(result) -> str:
         f"  {card.architecture} at {grid}{spacing}, {pre.normalisation} intensities"
         + (f", classes {card.classes}" if result.task == "classification" else ""),
         f"  strategy {card.training.strategy}: trained {card.training.epochs_run} epochs in "
-        f"{card.training.fit_time_s / 60:.1f} min; best epoch {card.training.best_epoch} by {card.training.monitor}",
+        f"{card.training.fit_time_s / 60:.1f} min; {card.kept_epoch}",
         "",
         *scores,
         "",

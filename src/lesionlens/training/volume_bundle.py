@@ -25,10 +25,10 @@ from lesionlens.training.distributed import device_description
 
 
 def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, data: VolumeData,
-                        pre: VolumePreprocessing, train_rows: np.ndarray, val_rows: np.ndarray, trainer, checkpoint,
+                        pre: VolumePreprocessing, train_rows: np.ndarray, val_rows: np.ndarray, trainer, kept: dict,
                         fit_seconds: float, total_seconds: float, regression: RegressionInfo | None = None):
     from lesionlens.training.curves import epoch_table, plot_learning_curves
-    from lesionlens.training.loop import best_epoch, median_of
+    from lesionlens.training.loop import median_of
     from lesionlens.training.volume_fit import VolumeTrainResult
 
     table = data.table
@@ -82,8 +82,7 @@ def write_volume_bundle(cfg: RunConfig, out: Path, task: str, model: nn.Module, 
             config=cfg.to_dict(), strategy=cfg.train.strategy, monitor=cfg.train.monitor,
             fit_time_s=round(fit_seconds, 1), total_time_s=round(total_seconds, 1),
             device=device_description(),
-            epochs_run=int(trainer.current_epoch), best_epoch=best_epoch(history, cfg.train.monitor),
-            best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+            epochs_run=int(trainer.current_epoch), **kept,
             train_images_per_s=median_of(history, "train_images_per_s")),
         dataset=DataInfo(str(cfg.data.path), table.format, fingerprint(table), len(table), split_counts(table),
                          SPLIT_FILE, cfg.split_seed(), len(table.issues), None),

@@ -176,8 +176,9 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
     from lesionlens.data.dataset import balanced_sampler, class_weights
     from lesionlens.data.volume_dataset import Volumes
     from lesionlens.models.registry import create_model, get_spec
+    from lesionlens.training.curves import epoch_table
     from lesionlens.training.distributed import World
-    from lesionlens.training.loop import build_trainer
+    from lesionlens.training.loop import build_trainer, load_kept
 
     out = Path(out)
     if (out / "card.json").is_file() or (out / "checkpoints" / "last.ckpt").is_file():
@@ -247,12 +248,11 @@ def train_volumes(cfg: RunConfig, out: str | Path, pre: VolumePreprocessing | No
     fit_started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, weights_only=True)
     fit_seconds = time.perf_counter() - fit_started
-    best = checkpoint.best_model_path or str(out / "checkpoints" / "last.ckpt")
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    kept = load_kept(cfg, module, checkpoint, out / "checkpoints" / "last.ckpt", epoch_table(out / "logs"))
     model = module.model.cpu().eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
 
     from lesionlens.training.volume_bundle import write_volume_bundle
 
-    return write_volume_bundle(cfg, out, task, model, data, pre, train_rows, val_rows, trainer, checkpoint,
+    return write_volume_bundle(cfg, out, task, model, data, pre, train_rows, val_rows, trainer, kept,
                                fit_seconds, time.perf_counter() - started, regression)
