@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lesionlens.training.curves import best_epoch, kept_epoch, learning_curves_figure
+from lesionlens.training.curves import best_epoch, cut_epoch, kept_epoch, learning_curves_figure
 
 
 def _history() -> pd.DataFrame:
@@ -32,6 +32,31 @@ def test_a_run_trained_on_its_validation_images_says_so_and_marks_the_last_epoch
     assert "no over-fitting check" in loss.get_title()
     assert _labels(loss) == ["train loss", "val loss (trained on)"]
     assert _labels(scores) == ["val balanced accuracy (trained on)", "kept: the last epoch (3)"]
+
+
+def test_an_epoch_cut_by_the_time_limit_has_its_training_figures_drawn_apart():
+    """train.max_minutes stopped epoch 3 after 4% of its steps: its training loss (0.9, over those
+    first steps) is not joined to the whole epochs' curve, and its label says why; validation ran on
+    the weights as they were, so its point stays on the curve."""
+    history = _history().assign(train_epoch_fraction=[1.0, 1.0, 0.04], train_accuracy=[0.5, 0.7, 0.4])
+    history.loc[3, "train_loss"] = 0.9
+    assert cut_epoch(history) == (3, 0.04)
+    fig = learning_curves_figure(history, "val_balanced_accuracy")
+    loss, scores, _ = fig.axes
+    assert _labels(loss) == ["train loss", "train loss, epoch 3: its first 4% (time limit)", "val loss"]
+    whole, cut, val = loss.get_lines()
+    assert list(whole.get_xdata()) == [1, 2] and list(cut.get_ydata()) == [0.9] and cut.get_markerfacecolor() == "none"
+    assert list(val.get_xdata()) == [1, 2, 3]
+    assert "train accuracy, epoch 3: its first 4% (time limit)" in _labels(scores)
+    assert "val balanced accuracy" in _labels(scores)
+
+
+def test_whole_epochs_and_older_logs_have_no_cut_epoch():
+    assert cut_epoch(_history()) is None  # a log written before train_epoch_fraction was
+    assert cut_epoch(_history().assign(train_epoch_fraction=1.0)) is None
+    assert cut_epoch(pd.DataFrame()) is None
+    fig = learning_curves_figure(_history().assign(train_epoch_fraction=1.0), "val_balanced_accuracy")
+    assert _labels(fig.axes[0]) == ["train loss", "val loss"]
 
 
 def test_the_kept_epoch_is_the_best_by_the_monitor_or_the_last_when_validation_was_trained_on():

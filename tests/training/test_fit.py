@@ -162,17 +162,23 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(trained, tmp
     assert last["epoch"] == 2
 
 
-def test_a_run_cut_short_by_its_time_limit_says_so(trained, tmp_path):
+def test_a_run_cut_short_by_its_time_limit_says_so(trained, tmp_path, capsys):
     """Lightning's timer stops inside an epoch and still counts that epoch; the card and the summary
     must say the run was cut short, and a run that finished must not."""
+    from lesionlens.training.curves import cut_epoch, epoch_table
     from lesionlens.training.summary import run_line
 
     root, _, finished = trained
-    result = train(_cfg(root, epochs=3, max_minutes=1e-6), tmp_path / "cut", progress=False)
+    result = train(_cfg(root, epochs=3, max_minutes=1e-6), tmp_path / "cut", progress=True)
+    epoch_line = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch 1/3"))
+    assert "time limit)" in epoch_line and "(its first " in epoch_line  # its training loss is over a few steps
     assert result.card.training.stopped_by_time and result.card.training.epochs_run < 3
     assert "cut short by the time limit (train.max_minutes 1e-06)" in run_line(result)
     assert json.loads((tmp_path / "cut" / "card.json").read_text())["training"]["stopped_by_time"] is True
     assert not finished.card.training.stopped_by_time and "cut short" not in run_line(finished)
+    # the log says how much of the cut epoch ran, which the learning curves draw apart
+    assert cut_epoch(epoch_table(tmp_path / "cut" / "logs"))[1] < 1
+    assert (epoch_table(finished.bundle / "logs")["train_epoch_fraction"] == 1).all()
 
 
 def test_an_early_stopped_run_says_so(trained, tmp_path):

@@ -64,6 +64,16 @@ def kept_epoch(history: pd.DataFrame, monitor: str | None, train_on_val: bool) -
     return best_epoch(history, monitor) if monitor else None
 
 
+def cut_epoch(history: pd.DataFrame) -> tuple[int, float] | None:
+    """The last epoch and the share of its steps trained, where the time limit (``train.max_minutes``)
+    stopped it part-way (``train_epoch_fraction`` below 1); None where every epoch ran whole, and for
+    logs written before that column was."""
+    if history.empty or "train_epoch_fraction" not in history:
+        return None
+    share = history["train_epoch_fraction"].iloc[-1]
+    return None if pd.isna(share) or share >= 1 else (int(history.index[-1]), float(share))
+
+
 def plot_learning_curves(log_dir: Path, path: Path, monitor: str | None = None, title: str = "",
                          val_trained_on: bool = False) -> Path | None:
     """The run's curves (``learning_curves_figure``) drawn to ``path``; None before the first epoch."""
@@ -81,17 +91,28 @@ def learning_curves_figure(df: pd.DataFrame, monitor: str | None = None, title: 
     """Loss, scores and learning rate per epoch of ``epoch_table``. With ``val_trained_on``
     (``data.train_on_val``) the validation curves are labelled as fitted images, the loss panel does
     not offer them as an over-fitting check, and the marked epoch is the last (the one kept), not the
-    best."""
+    best. An epoch the time limit cut short (``cut_epoch``) has its training loss and accuracy drawn
+    apart from the others': they are averages over its first steps only."""
     seen = " (trained on)" if val_trained_on else ""
 
     def label(col: str) -> str:
         return col.replace("_", " ") + (seen if col.startswith("val_") else "")
 
+    cut = cut_epoch(df)
+
+    def draw(ax: plt.Axes, col: str, style: str) -> None:
+        # a cut epoch's training figures cover its first steps only: drawn apart, hollow, and said so
+        full = df[col].iloc[:-1] if cut and col.startswith("train_") else df[col]
+        (line,) = ax.plot(full.index, full, style, label=label(col), ms=4)
+        if len(full) < len(df):
+            ax.plot([cut[0]], [df[col].iloc[-1]], style[-1], color=line.get_color(), mfc="none", ms=6,
+                    label=f"{label(col)}, epoch {cut[0]}: its first {cut[1]:.0%} (time limit)")
+
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     ax = axes[0]
     for col, style in (("train_loss", "-o"), ("val_loss", "-s")):
         if col in df:
-            ax.plot(df.index, df[col], style, label=label(col), ms=4)
+            draw(ax, col, style)
     ax.set(xlabel="epoch", ylabel="loss", title="loss (validation images trained on too: no over-fitting check)"
            if val_trained_on else "loss (a widening gap = over-fitting)")
     ax.legend()
@@ -99,7 +120,7 @@ def learning_curves_figure(df: pd.DataFrame, monitor: str | None = None, title: 
     for col in ("train_accuracy", "val_accuracy", "val_balanced_accuracy", "val_macro_auc", "val_jaccard", "val_dice",
                 "val_r2"):
         if col in df:
-            ax.plot(df.index, df[col], "-o", label=label(col), ms=4)
+            draw(ax, col, "-o")
     kept = kept_epoch(df, monitor, val_trained_on)
     if kept is not None:
         ax.axvline(kept, color="grey", ls="--", lw=1,

@@ -55,7 +55,7 @@ class Classifier(L.LightningModule):
         self.register_buffer("logit_bias", bias, persistent=False)
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
-        self.images_seen = 0
+        self.images_seen = self.steps_seen = 0
         self.loss_sum = 0.0
         self._totals: tuple[int, list[float]] | None = None  # (epoch, the processes' summed totals)
         self.epoch_started = self.last_batch_ended = 0.0
@@ -83,7 +83,7 @@ class Classifier(L.LightningModule):
         self.fit_started = time.perf_counter()
 
     def on_train_epoch_start(self) -> None:
-        self.images_seen, self.loss_sum, self.epoch_started = 0, 0.0, time.perf_counter()
+        self.images_seen, self.steps_seen, self.loss_sum, self.epoch_started = 0, 0, 0.0, time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.last_batch_ended = time.perf_counter()
@@ -97,6 +97,12 @@ class Classifier(L.LightningModule):
             self._totals = (self.current_epoch, reduce_sum([self.loss_sum, self.images_seen, rate]))
         loss_sum, images, rate = self._totals[1]
         return loss_sum / max(images, 1), rate
+
+    @property
+    def epoch_share(self) -> float:
+        """The share of this epoch's steps trained so far: below 1 at its end where the time limit
+        (train.max_minutes) stopped it, whose training loss and accuracy then cover its first steps only."""
+        return self.steps_seen / max(self.trainer.num_training_batches, 1)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
@@ -127,6 +133,7 @@ class Classifier(L.LightningModule):
         plus the L1 penalty, which is not logged as loss. Every kind of Classifier ends its step here."""
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         self.images_seen += n
+        self.steps_seen += 1
         self.loss_sum += float(loss.detach()) * n
         if self.cfg.l1 > 0:
             loss = loss + self.cfg.l1 * l1_penalty(self.optimizers().optimizer)
@@ -139,6 +146,7 @@ class Classifier(L.LightningModule):
         self.log("elapsed_minutes", (time.perf_counter() - (self.fit_started or self.epoch_started)) / 60,
                  sync_dist=True)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
+        self.log("train_epoch_fraction", self.epoch_share, sync_dist=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, targets = batch

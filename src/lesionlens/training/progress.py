@@ -22,7 +22,8 @@ class EpochReport(L.Callback):
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         elapsed = time.perf_counter() - self.started
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        parts.append(f"train loss {loss:.3f}")
+        share = pl_module.epoch_share
+        parts.append(f"train loss {loss:.3f}" + (f" (its first {share:.0%}: time limit)" if share < 1 else ""))
         val = [f"{label} {m[k]:.3f}" for k, label in (("val_loss", "val loss"), ("val_accuracy", "acc"),
                                                      ("val_balanced_accuracy", "bal. acc"),
                                                      ("val_macro_auc", "macro AUC"), ("val_jaccard", "Jaccard"),
