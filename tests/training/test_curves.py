@@ -34,6 +34,27 @@ def test_a_run_trained_on_its_validation_images_says_so_and_marks_the_last_epoch
     assert _labels(scores) == ["val balanced accuracy (trained on)", "kept: the last epoch (3)"]
 
 
+def test_the_epoch_table_keeps_epoch_means_under_their_own_names(tmp_path):
+    """Lightning's CSV log as it writes it: step rows, then an epoch row; values logged per step and
+    per epoch end in _step / _epoch. The table keeps one row per epoch with the epoch means named
+    train_loss and train_accuracy (the names the curves draw), and no per-step columns."""
+    from lesionlens.training.curves import epoch_table
+
+    pd.DataFrame({
+        "epoch": [0, 0, 0, 1, 1],
+        "step": [9, 19, 19, 29, 39],
+        "train_loss_step": [1.2, 1.0, None, 0.8, None],
+        "train_accuracy_step": [0.4, 0.5, None, 0.6, None],
+        "train_loss_epoch": [None, None, 1.1, None, 0.75],
+        "train_accuracy_epoch": [None, None, 0.45, None, 0.62],
+        "val_balanced_accuracy": [None, None, 0.5, None, 0.6],
+    }).to_csv(tmp_path / "metrics.csv", index=False)
+    table = epoch_table(tmp_path)
+    assert list(table.index) == [1, 2]
+    assert sorted(table.columns) == ["train_accuracy", "train_loss", "val_balanced_accuracy"]
+    assert list(table["train_accuracy"]) == [0.45, 0.62] and list(table["train_loss"]) == [1.1, 0.75]
+
+
 def test_an_epoch_cut_by_the_time_limit_has_its_training_figures_drawn_apart():
     """train.max_minutes stopped epoch 3 after 4% of its steps: its training loss (0.9, over those
     first steps) is not joined to the whole epochs' curve, and its label says why; validation ran on

@@ -165,7 +165,7 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(trained, tmp
 def test_a_run_cut_short_by_its_time_limit_says_so(trained, tmp_path, capsys):
     """Lightning's timer stops inside an epoch and still counts that epoch; the card and the summary
     must say the run was cut short, and a run that finished must not."""
-    from lesionlens.training.curves import cut_epoch, epoch_table
+    from lesionlens.training.curves import cut_epoch
     from lesionlens.training.summary import run_line
 
     root, _, finished = trained

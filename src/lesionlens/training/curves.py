@@ -35,14 +35,17 @@ def keep_log_for_resume(log_dir: Path, last_epoch: int) -> None:
 
 
 def epoch_table(log_dir: Path) -> pd.DataFrame:
-    """One row per epoch from Lightning's CSV logs (which also hold per-step rows)."""
+    """One row per epoch from Lightning's CSV logs (which also hold per-step rows). A value logged both
+    per step and per epoch (``train_loss``, ``train_accuracy``) keeps its epoch mean, under its own name."""
     files = log_files(log_dir)
     if not files:
         return pd.DataFrame()
     raw = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    cols = [c for c in raw.columns if c not in ("step", "train_loss_step")]
+    cols = [c for c in raw.columns if c != "step" and not c.endswith("_step")]
     per_epoch = raw[cols].groupby("epoch").agg(lambda s: s.dropna().iloc[-1] if s.notna().any() else float("nan"))
-    per_epoch = per_epoch.rename(columns={"train_loss_epoch": "train_loss"})
+    both = {c: c.removesuffix("_epoch") for c in cols
+            if c.endswith("_epoch") and f"{c.removesuffix('_epoch')}_step" in raw}
+    per_epoch = per_epoch.rename(columns=both)
     per_epoch.index = per_epoch.index.astype(int) + 1  # epochs counted from 1 for people
     return per_epoch
 
