@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lesionlens.training.curves import best_epoch, cut_epoch, kept_epoch, learning_curves_figure
+from lesionlens.training.curves import best_epoch, cut_epoch, epoch_table, kept_epoch, learning_curves_figure
 
 
 def _history() -> pd.DataFrame:
@@ -38,8 +38,6 @@ def test_the_epoch_table_keeps_epoch_means_under_their_own_names(tmp_path):
     """Lightning's CSV log as it writes it: step rows, then an epoch row; values logged per step and
     per epoch end in _step / _epoch. The table keeps one row per epoch with the epoch means named
     train_loss and train_accuracy (the names the curves draw), and no per-step columns."""
-    from lesionlens.training.curves import epoch_table
-
     pd.DataFrame({
         "epoch": [0, 0, 0, 1, 1],
         "step": [9, 19, 19, 29, 39],
